@@ -1,0 +1,90 @@
+"""The facade: names in (a model, a device, a space), records out."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tailorkit.core.config import TailorConfig, load_config
+from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency
+from tailorkit.devices import Device, create_device
+from tailorkit.profiler.models import prepare_model
+from tailorkit.profiler.store import TableStore
+from tailorkit.profiler.tables import TableBuildReport, TableProgress
+from tailorkit.profiler.tables import build_table as _build_table
+from tailorkit.spaces import spaces
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    model: str
+    device: DeviceInfo
+    settings: BenchmarkSettings
+    latency: Latency
+    input_shapes: Mapping[str, tuple[int, ...]]
+    ops: tuple[OpLatency, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "device": self.device.to_dict(), "settings": self.settings.to_dict(),
+            "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
+            "latency_ms": self.latency.summary(),
+            "ops": None if self.ops is None else [
+                {"name": o.name, "op_type": o.op_type, "provider": o.provider, **o.latency.summary()}
+                for o in self.ops],
+        }
+
+
+def open_device(device: str | Device, config: TailorConfig | None = None) -> Device:
+    if isinstance(device, Device):
+        return device
+    config = config or load_config()
+    return create_device(config.device(device))
+
+
+def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
+            settings: BenchmarkSettings | None = None, per_op: bool = False,
+            input_shapes: Mapping[str, Sequence[int]] | None = None, resolution: int = 224,
+            config: TailorConfig | None = None) -> ModelProfile:
+    """End-to-end latency of ``model`` on ``device`` and, with ``per_op``, the runtime's per-node profile.
+    The end-to-end numbers come from runs without the profiler attached, which would inflate them."""
+    config = config or load_config()
+    dev = open_device(device, config)
+    settings = settings or config.settings(dev.name if dev.name in config.devices else None)
+    with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev:
+        prepared = prepare_model(model, Path(tmp), input_shapes=input_shapes, resolution=resolution)
+        latency = dev.run_model(prepared.path, settings, prepared.input_shapes)
+        ops = tuple(dev.profile_ops(prepared.path, settings, prepared.input_shapes)) if per_op else None
+        return ModelProfile(model=prepared.label, device=dev.info(settings), settings=settings, latency=latency,
+                            input_shapes=prepared.input_shapes, ops=ops)
+
+
+def table_name(space: str, width: float, resolution: int) -> str:
+    return f"{space}-w{width:g}-r{resolution}"
+
+
+def build_table(space: str, device: str | Device = "cpu", *, resolution: int, width: float = 1.0,
+                store: str | TableStore | None = None, settings: BenchmarkSettings | None = None,
+                name: str | None = None, config: TailorConfig | None = None,
+                progress: Callable[[TableProgress], None] | None = None) -> TableBuildReport:
+    """Measure every distinct op of ``space`` at ``resolution`` into the store (resuming what is there)."""
+    config = config or load_config()
+    space_obj = spaces.create(space, width=width)
+    ops = space_obj.all_ops(resolution)
+    dev = open_device(device, config)
+    settings = settings or config.settings(dev.name if dev.name in config.devices else None)
+    owns_store = not isinstance(store, TableStore)
+    db = store if isinstance(store, TableStore) else TableStore(store or config.store_url)
+    try:
+        with dev:
+            return _build_table(ops, name or table_name(space, width, resolution), dev, db, settings,
+                                space=space, meta={"space": space, "width": width, "resolution": resolution},
+                                progress=progress)
+    finally:
+        if owns_store:
+            db.close()

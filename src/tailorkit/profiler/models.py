@@ -1,0 +1,101 @@
+"""Turn what a user names — an ONNX file, a built-in model, a torch module or ``package.module:attr`` — into
+the ONNX file a device runs, through ``tailorkit.export``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tailorkit.core.errors import ConfigError, ModelFormatError
+from tailorkit.export.onnx import OnnxExporter, resolve_input_shapes
+from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
+
+InputShapes = Mapping[str, Sequence[int]]
+
+
+def _ofa(width: float, which: str) -> Callable[[int], tuple[nn.Module, tuple[int, ...]]]:
+    def build(resolution: int) -> tuple[nn.Module, tuple[int, ...]]:
+        space = OFAMobileNetV3Space(width=width)
+        arch = space.largest(resolution) if which == "max" else space.smallest(resolution)
+        return space.build(arch), space.input_shape(arch)
+
+    return build
+
+
+BUILTIN_MODELS: dict[str, Callable[[int], tuple[nn.Module, tuple[int, ...]]]] = {
+    "ofa-mbv3-max": _ofa(1.0, "max"),
+    "ofa-mbv3-min": _ofa(1.0, "min"),
+    "ofa-mbv3-w1.2-max": _ofa(1.2, "max"),
+    "ofa-mbv3-w1.2-min": _ofa(1.2, "min"),
+}
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    path: Path
+    label: str
+    input_shapes: dict[str, tuple[int, ...]]
+
+
+def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes: InputShapes | None = None,
+                  resolution: int = 224) -> PreparedModel:
+    """The ONNX file for ``model`` (exported into ``workdir`` when it is not one already)."""
+    if isinstance(model, nn.Module):
+        return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"))
+    text = str(model)
+    if text in BUILTIN_MODELS:
+        if input_shapes:
+            raise ConfigError(f"built-in model {text!r} has a fixed input; use --resolution instead of --shape")
+        module, shape = BUILTIN_MODELS[text](resolution)
+        return _export(module, f"{text}@{resolution}", workdir, shape)
+    path = Path(text)
+    if path.suffix.lower() == ".onnx" or path.is_file():
+        if not path.is_file():
+            raise ModelFormatError(f"model file {text!r} does not exist")
+        return PreparedModel(path=path, label=path.name, input_shapes=resolve_input_shapes(path, input_shapes))
+    if ":" in text and not path.exists():
+        module = _import_module_attr(text)
+        return _export(module, text, workdir, _single_shape(input_shapes, f"{text!r}"))
+    raise ModelFormatError(f"model {text!r} is not a file, a built-in ({', '.join(BUILTIN_MODELS)}) "
+                           "or package.module:attr")
+
+
+def _single_shape(input_shapes: InputShapes | None, what: str) -> tuple[int, ...]:
+    if not input_shapes or len(input_shapes) != 1:
+        raise ConfigError(f"{what} needs its input shape: --shape 1x3x224x224")
+    return tuple(int(d) for d in next(iter(input_shapes.values())))
+
+
+def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...]) -> PreparedModel:
+    torch.manual_seed(0)
+    artifact = OnnxExporter().export(module.eval(), torch.randn(*shape), workdir / "model.onnx")
+    return PreparedModel(path=Path(artifact.path), label=label, input_shapes=dict(artifact.input_shapes))
+
+
+def _import_module_attr(spec: str) -> nn.Module:
+    """Import ``package.module:attr``; a class or function is called without arguments. This runs the user's
+    own code, which is what they asked for; model files are never unpickled."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ModelFormatError(f"{spec!r} must look like package.module:attr")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelFormatError(f"cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelFormatError(f"{module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not isinstance(obj, nn.Module) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, nn.Module):
+        raise ModelFormatError(f"{spec!r} is not a torch.nn.Module (got {type(obj).__name__})")
+    return obj

@@ -1,0 +1,123 @@
+"""Torch modules for the op types that latency tables name. A network is built from the very modules that a
+table measures one at a time, so a table's sum and a whole-model run describe the same computation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tailorkit.core.records import OpSpec
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: nearest multiple of ``divisor``, never more than 10 % below ``value``."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "hswish":
+        return nn.Hardswish(inplace=True)
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: str = "none",
+                 bn: bool = True) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=not bn)]
+        if bn:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(activation(act))
+        super().__init__(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """OFA/MobileNetV3 SE: global pool → 1×1 reduce (÷4, rounded to 8) → ReLU → 1×1 expand → h-sigmoid → scale."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        mid = make_divisible(channels // reduction)
+        self.reduce = nn.Conv2d(channels, mid, 1)
+        self.expand = nn.Conv2d(mid, channels, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.gate = nn.Hardsigmoid(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.act(self.reduce(s))))
+
+
+class MBConv(nn.Module):
+    """Inverted bottleneck: [1×1 expand] → k×k depthwise (stride) → [SE] → 1×1 project, identity skip if asked.
+    The expand conv is absent when the middle width equals the input width (OFA's first block)."""
+
+    def __init__(self, spec: OpSpec) -> None:
+        super().__init__()
+        cin, cout, mid = spec.input_shape[-1], spec.output_shape[-1], spec.expand
+        self.expand = ConvBNAct(cin, mid, 1, act=spec.activation) if mid != cin else nn.Identity()
+        self.depthwise = ConvBNAct(mid, mid, spec.kernel, spec.stride, groups=mid, act=spec.activation)
+        self.se = SqueezeExcite(mid) if spec.se else nn.Identity()
+        self.project = ConvBNAct(mid, cout, 1)
+        self.skip = spec.idskip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.skip else y
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+class Logits(nn.Sequential):
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__(nn.Flatten(1), nn.Linear(cin, classes))
+
+
+def _check_shapes(spec: OpSpec) -> None:
+    if len(spec.input_shape) != 3:
+        raise ValueError(f"{spec.key}: input must be H x W x C")
+    if spec.op_type != "Logits" and len(spec.output_shape) != 3:
+        raise ValueError(f"{spec.key}: output must be H x W x C")
+    module_stride = spec.stride
+    if spec.op_type in ("Conv", "expanded_conv", "Conv_1", "Conv_2", "conv"):
+        expected = tuple(-(-d // module_stride) for d in spec.input_shape[:2])
+        if tuple(spec.output_shape[:2]) != expected:
+            raise ValueError(f"{spec.key}: stride {module_stride} maps {spec.input_shape[:2]} to {expected}")
+
+
+def build_op(spec: OpSpec) -> nn.Module:
+    """A freshly initialised module computing exactly the op ``spec`` names (in eval mode)."""
+    _check_shapes(spec)
+    cin, cout = spec.input_shape[-1], spec.output_shape[-1]
+    t = spec.op_type
+    if t == "Conv":
+        module: nn.Module = ConvBNAct(cin, cout, spec.kernel, spec.stride, act=spec.activation)
+    elif t == "expanded_conv":
+        module = MBConv(spec)
+    elif t == "Conv_1":
+        module = ConvBNAct(cin, cout, 1, act=spec.activation)
+    elif t == "AvgPool2D":
+        module = GlobalAvgPool()
+    elif t == "Conv_2":  # OFA's feature-mix layer: biased 1×1 conv without BN
+        module = ConvBNAct(cin, cout, 1, act=spec.activation, bn=False)
+    elif t == "Logits":
+        module = Logits(cin, spec.output_shape[0])
+    elif t == "conv":
+        module = ConvBNAct(cin, cout, spec.kernel, spec.stride, groups=spec.groups, act=spec.activation)
+    else:
+        raise ValueError(f"no module for op type {t!r}")
+    return module.eval()
+
+
+def example_input(spec: OpSpec, batch: int = 1) -> torch.Tensor:
+    """A random NCHW input for the op (tables use channels-last shapes; torch and ONNX run NCHW)."""
+    h, w, c = spec.input_shape
+    return torch.randn(batch, c, h, w)

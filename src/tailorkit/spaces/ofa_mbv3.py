@@ -1,0 +1,161 @@
+"""The once-for-all MobileNetV3 space: its op inventory (keys identical to OFA's lookup tables) and subnets.
+
+Structure (OFA, Cai et al. 2020): a 3×3 stride-2 conv, a fixed MBConv with expand ratio 1, five stages of
+2–4 MBConv blocks (kernel 3/5/7, expand ratio 3/4/6 per block), a 1×1 expand conv, global pooling, a 1×1
+feature-mix conv and the classifier. Widths scale with the width multiplier (OFA ships 1.0 and 1.2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from tailorkit.core.errors import ConfigError
+from tailorkit.core.records import OpSpec
+from tailorkit.spaces.blocks import build_op, make_divisible
+
+KERNELS = (3, 5, 7)
+EXPANDS = (3, 4, 6)
+DEPTHS = (2, 3, 4)
+RESOLUTIONS = tuple(range(128, 225, 4))
+WIDTHS = (1.0, 1.2)
+
+# (base width, stride of the first block, activation, squeeze-excite) per stage, from OFA's MobileNetV3.
+_STAGES = ((24, 2, "relu", False), (40, 2, "relu", True), (80, 2, "hswish", False),
+           (112, 1, "hswish", True), (160, 2, "hswish", True))
+_FIRST_CONV, _FIRST_BLOCK, _FINAL_EXPAND, _FEATURE_MIX = 16, 16, 960, 1280
+MAX_DEPTH = max(DEPTHS)
+N_BLOCKS = MAX_DEPTH * len(_STAGES)
+
+
+@dataclass(frozen=True)
+class OFAArch:
+    """A subnet: kernel and expand ratio for each of the 20 block slots (slots past a stage's depth are
+    ignored, as in OFA), depth per stage, input resolution."""
+
+    ks: tuple[int, ...]
+    e: tuple[int, ...]
+    d: tuple[int, ...]
+    r: int
+
+    def __post_init__(self) -> None:
+        for name, values, choices, length in (("ks", self.ks, KERNELS, N_BLOCKS), ("e", self.e, EXPANDS, N_BLOCKS),
+                                              ("d", self.d, DEPTHS, len(_STAGES))):
+            object.__setattr__(self, name, tuple(int(v) for v in values))
+            values = getattr(self, name)
+            if len(values) != length or any(v not in choices for v in values):
+                raise ConfigError(f"OFA arch {name} must be {length} values from {choices}, got {list(values)}")
+        if self.r not in RESOLUTIONS:
+            raise ConfigError(f"OFA arch resolution must be one of 128..224 step 4, got {self.r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OFAArch:
+        missing = {"ks", "e", "d", "r"} - set(data)
+        if missing:
+            raise ConfigError(f"OFA arch needs keys ks, e, d, r; missing {sorted(missing)}")
+        return cls(ks=tuple(data["ks"]), e=tuple(data["e"]), d=tuple(data["d"]), r=int(data["r"]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+class OFAMobileNetV3Space:
+    """``ops(arch)`` lists the ops a subnet runs in order; ``all_ops(r)`` every distinct op at a resolution
+    (what a lookup table must hold); ``build(arch)`` the subnet as a torch module made of those ops."""
+
+    name = "ofa-mbv3"
+
+    def __init__(self, width: float = 1.0, num_classes: int = 1000) -> None:
+        if width not in WIDTHS:
+            raise ConfigError(f"OFA-MobileNetV3 comes in widths {WIDTHS}, got {width}")
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        self.width = width
+        self.num_classes = num_classes
+        self.first_conv = make_divisible(_FIRST_CONV * width)
+        self.first_block = make_divisible(_FIRST_BLOCK * width)
+        self.stage_widths = tuple(make_divisible(base * width) for base, *_ in _STAGES)
+        self.final_expand = make_divisible(_FINAL_EXPAND * width)
+        self.feature_mix = make_divisible(_FEATURE_MIX * width)
+
+    @property
+    def variant(self) -> str:
+        """Name of the concrete variant, used in table names (e.g. ``ofa-mbv3-w1.2``)."""
+        return f"{self.name}-w{self.width:g}"
+
+    # -------------------------------------------------------------------------------------------- archs
+
+    def largest(self, resolution: int = 224) -> OFAArch:
+        return OFAArch(ks=(max(KERNELS),) * N_BLOCKS, e=(max(EXPANDS),) * N_BLOCKS, d=(max(DEPTHS),) * len(_STAGES),
+                       r=resolution)
+
+    def smallest(self, resolution: int = 128) -> OFAArch:
+        return OFAArch(ks=(min(KERNELS),) * N_BLOCKS, e=(min(EXPANDS),) * N_BLOCKS, d=(min(DEPTHS),) * len(_STAGES),
+                       r=resolution)
+
+    def sample(self, rng: np.random.Generator, resolution: int | None = None) -> OFAArch:
+        return OFAArch(ks=tuple(rng.choice(KERNELS, N_BLOCKS)), e=tuple(rng.choice(EXPANDS, N_BLOCKS)),
+                       d=tuple(rng.choice(DEPTHS, len(_STAGES))),
+                       r=int(resolution if resolution is not None else rng.choice(RESOLUTIONS)))
+
+    # ---------------------------------------------------------------------------------------------- ops
+
+    def _head(self, r: int) -> tuple[list[OpSpec], int]:
+        h = -(-r // 2)
+        ops = [OpSpec.ofa_fixed("Conv", (r, r, 3), (h, h, self.first_conv)),
+               self._block(h, self.first_conv, self.first_block, 3, 1, 1, "relu", False)]
+        return ops, h
+
+    def _tail(self, h: int) -> list[OpSpec]:
+        c = self.stage_widths[-1]
+        return [OpSpec.ofa_fixed("Conv_1", (h, h, c), (h, h, self.final_expand)),
+                OpSpec.ofa_fixed("AvgPool2D", (h, h, self.final_expand), (1, 1, self.final_expand)),
+                OpSpec.ofa_fixed("Conv_2", (1, 1, self.final_expand), (1, 1, self.feature_mix)),
+                OpSpec.ofa_fixed("Logits", (1, 1, self.feature_mix), (self.num_classes,))]
+
+    @staticmethod
+    def _block(h: int, cin: int, cout: int, kernel: int, stride: int, ratio: float, act: str, se: bool) -> OpSpec:
+        out = -(-h // stride)
+        return OpSpec("expanded_conv", (h, h, cin), (out, out, cout), kernel=kernel, stride=stride,
+                      expand=make_divisible(round(cin * ratio)), idskip=stride == 1 and cin == cout, se=se,
+                      activation=act)
+
+    def ops(self, arch: OFAArch) -> list[OpSpec]:
+        ops, h = self._head(arch.r)
+        cin = self.first_block
+        for stage, ((_, stride, act, se), cout, depth) in enumerate(zip(_STAGES, self.stage_widths, arch.d)):
+            for j in range(depth):
+                slot = stage * MAX_DEPTH + j
+                s = stride if j == 0 else 1
+                ops.append(self._block(h, cin, cout, arch.ks[slot], s, arch.e[slot], act, se))
+                h, cin = -(-h // s), cout
+        return ops + self._tail(h)
+
+    def all_ops(self, resolution: int) -> list[OpSpec]:
+        if resolution not in RESOLUTIONS:
+            raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {resolution}")
+        ops, h = self._head(resolution)
+        cin = self.first_block
+        for (_, stride, act, se), cout in zip(_STAGES, self.stage_widths):
+            # every depth choice has a first (strided) block and at least one repeated block per stage
+            for s, block_in in ((stride, cin), (1, cout)):
+                ops += [self._block(h, block_in, cout, k, s, e, act, se) for e in EXPANDS for k in KERNELS]
+                h = -(-h // s)
+            cin = cout
+        return ops + self._tail(h)
+
+    def build(self, arch: OFAArch) -> nn.Module:
+        """The subnet with fresh weights (latency does not depend on them), in eval mode."""
+        ops = self.ops(arch)
+        return nn.Sequential(*(build_op(op) for op in ops)).eval()
+
+    def input_shape(self, arch: OFAArch, batch: int = 1) -> tuple[int, int, int, int]:
+        return (batch, 3, arch.r, arch.r)
