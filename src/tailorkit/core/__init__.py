@@ -23,7 +23,7 @@ from tailorkit.core.registry import Registry
 from tailorkit.core.table import LatencyTable
 
 __all__ = [
-    "BenchmarkSettings", "ConfigError", "DeviceError", "DeviceInfo", "ExportArtifact", "Latency", "LatencyRecord", "LatencyTable",
-    "MissingDependencyError", "ModelFormatError", "OpLatency", "OpSpec", "Registry", "StorageError", "TableError",
-    "TailorError", "UnknownNameError",
+    "BenchmarkSettings", "ConfigError", "DeviceError", "DeviceInfo", "ExportArtifact", "Latency", "LatencyRecord",
+    "LatencyTable", "MissingDependencyError", "ModelFormatError", "OpLatency", "OpSpec", "Registry", "StorageError",
+    "TableError", "TailorError", "UnknownNameError",
 ]

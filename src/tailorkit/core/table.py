@@ -174,7 +174,7 @@ def _entries_from_csv(text: str) -> dict[str, Latency]:
     for line, row in enumerate(reader, start=2):
         key = row.get("key") or ""
 
-        def num(column: str, cast: type = float) -> Any:
+        def num(column: str, cast: type = float, row: dict = row, line: int = line, key: str = key) -> Any:
             raw = (row.get(column) or "").strip()
             if not raw:
                 return None

@@ -39,10 +39,10 @@ class Device(abc.ABC):
                     input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[OpLatency]:
         """Per-node latency as the runtime executed the graph (after its fusions), in execution order."""
 
-    def connect(self) -> None:
+    def connect(self) -> None:  # noqa: B027 - optional hook, most devices need no connection
         """Open a connection where the device needs one (phones, remote hosts)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`connect` opened."""
 
     def __enter__(self) -> Device:

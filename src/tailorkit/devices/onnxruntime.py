@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from tailorkit import __version__
 from tailorkit.core.errors import ConfigError, DeviceError, ModelFormatError
 from tailorkit.core.lazy import optional_import
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency
 from tailorkit.core.timing import time_runs
+from tailorkit.core.version import __version__
 from tailorkit.devices import host
 from tailorkit.devices.base import Device
 from tailorkit.export.onnx import resolve_input_shapes

@@ -55,7 +55,7 @@ class OnnxExporter:
             tmp.unlink(missing_ok=True)
             raise ModelFormatError(f"could not export the module to ONNX: {exc}") from exc
         return ExportArtifact(path=str(path), format=self.format, checksum=sha256_file(path),
-                              input_shapes={n: tuple(t.shape) for n, t in zip(names, inputs)})
+                              input_shapes={n: tuple(t.shape) for n, t in zip(names, inputs, strict=True)})
 
 
 def onnx_input_shapes(path: str | Path) -> dict[str, tuple[int | str, ...]]:
@@ -100,7 +100,7 @@ def resolve_input_shapes(path: str | Path, overrides: Mapping[str, Sequence[int]
     for name, dims in declared.items():
         if name in overrides:
             given = tuple(int(d) for d in overrides[name])
-            if len(given) != len(dims) or any(isinstance(d, int) and d != g for d, g in zip(dims, given)):
+            if len(given) != len(dims) or any(isinstance(d, int) and d != g for d, g in zip(dims, given, strict=True)):
                 raise ModelFormatError(f"--shape {name}:{'x'.join(map(str, given))} does not fit the model's "
                                        f"input {name}{list(dims)}")
             shapes[name] = given

@@ -265,7 +265,7 @@ class _translate:
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"database {self._url!r}: {_reason(exc)}") from None
 
-    def __exit__(self, *exc_info: Any) -> Any:
+    def __exit__(self, *exc_info: object) -> Any:
         try:
             return self._cm.__exit__(*exc_info)
         except sa.exc.SQLAlchemyError as exc:

@@ -96,7 +96,7 @@ def build_table(ops: list[OpSpec], table: str, device: Device, store: TableStore
             t2 = time.perf_counter()
             export_s += t1 - t0
             measure_s += t2 - t1
-            timed_ms += sum(latency.samples) if latency.samples else latency.mean * latency.n
+            timed_ms += (sum(latency.samples) if latency.samples else latency.mean * latency.n) * latency.number
             store.add(LatencyRecord(table=table, key=op.key, device=device.info(settings), settings=settings,
                                     latency=latency, op=op))
             path.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ feature-mix conv and the classifier. Widths scale with the width multiplier (OFA
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,8 @@ class OFAMobileNetV3Space:
     def ops(self, arch: OFAArch) -> list[OpSpec]:
         ops, h = self._head(arch.r)
         cin = self.first_block
-        for stage, ((_, stride, act, se), cout, depth) in enumerate(zip(_STAGES, self.stage_widths, arch.d)):
+        stages = zip(_STAGES, self.stage_widths, arch.d, strict=True)
+        for stage, ((_, stride, act, se), cout, depth) in enumerate(stages):
             for j in range(depth):
                 slot = stage * MAX_DEPTH + j
                 s = stride if j == 0 else 1
@@ -144,7 +145,7 @@ class OFAMobileNetV3Space:
             raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {resolution}")
         ops, h = self._head(resolution)
         cin = self.first_block
-        for (_, stride, act, se), cout in zip(_STAGES, self.stage_widths):
+        for (_, stride, act, se), cout in zip(_STAGES, self.stage_widths, strict=True):
             # every depth choice has a first (strided) block and at least one repeated block per stage
             for s, block_in in ((stride, cin), (1, cout)):
                 ops += [self._block(h, block_in, cout, k, s, e, act, se) for e in EXPANDS for k in KERNELS]

@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DB     ?= sqlite:///tailor.db
+
+.PHONY: setup demo test lint bench clean
+
+# torch first, pinned exactly: a looser spec (or a dependency asking for torch) pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tailor devices
+	$(BIN)/tailor profile ofa-mbv3-max --device cpu --per-op --sort time
+	$(BIN)/tailor table build --space ofa-mbv3 --device cpu --width 1.2 --resolution 160 --db $(DB)
+	$(BIN)/tailor table show --db $(DB)
+	$(BIN)/tailor table export ofa-mbv3-w1.2-r160 --db $(DB) -o out/ofa-mbv3-w1.2-r160.yaml
+
+test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/profiling_overhead.py
+
+clean:
+	rm -rf $(VENV) out tailor.db tailor.db-wal tailor.db-shm

@@ -1,0 +1,328 @@
+"""``tailor``: thin commands over the library. Progress and colour live here and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tailorkit.core.config import TailorConfig, load_config
+from tailorkit.core.errors import ConfigError, TailorError
+from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency
+from tailorkit.core.table import FORMATS, LatencyTable
+from tailorkit.core.version import __version__
+from tailorkit.export.onnx import sha256_file
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="tailorkit: measure, tabulate, predict, search and export networks for real devices.")
+table_app = typer.Typer(no_args_is_help=True, help="Build, show, export and import latency lookup tables.")
+app.add_typer(table_app, name="table")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="tailor.toml to use (default: ./tailor.toml).")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store (default from "
+                                                            "tailor.toml, else sqlite:///tailor.db).")]
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device name (`tailor devices` lists them).")]
+WarmupOpt = Annotated[int | None, typer.Option("--warmup", help="Untimed inferences first [10].")]
+RunsOpt = Annotated[int | None, typer.Option("--runs", help="Timed samples [100].")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads [1].")]
+NumberOpt = Annotated[int | None, typer.Option(
+    "--number", help="Inferences per sample; 0 = enough for min_sample_ms (3 ms) each [0].")]
+
+
+def _settings(config: TailorConfig, device: str, **flags: Any) -> BenchmarkSettings:
+    return config.settings(device, **flags)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _device_line(info: DeviceInfo) -> str:
+    state = ", ".join(f"{k}={v}" for k, v in info.state.items())
+    return (f"{info.name} ({info.kind}): {info.hardware}, {info.runtime} {info.runtime_version}, "
+            f"{info.threads} thread(s)" + (f", {state}" if state else ""))
+
+
+def _latency_table(title: str, lat: Latency) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    for column in ("mean ms", "median ms", "std ms", "p90 ms", "min ms", "n", "CV"):
+        table.add_column(column, justify="right")
+    table.add_row(_fmt(lat.mean), _fmt(lat.median), _fmt(lat.std), _fmt(lat.p90), _fmt(lat.min),
+                  f"{lat.n}/{lat.n_total or lat.n}" + (f" ×{lat.number}" if lat.number > 1 else ""),
+                  f"{lat.cv * 100:.1f} %")
+    return table
+
+
+def _parse_shapes(shapes: list[str]) -> dict[str, tuple[int, ...]]:
+    parsed: dict[str, tuple[int, ...]] = {}
+    for item in shapes:
+        name, _, dims = item.rpartition(":")
+        try:
+            values = tuple(int(d) for d in dims.lower().replace(",", "x").split("x"))
+        except ValueError:
+            raise ConfigError(f"--shape {item!r} must look like 1x3x224x224 or NAME:1x3x224x224") from None
+        if not values or min(values) < 1:
+            raise ConfigError(f"--shape {item!r}: dims must be positive integers")
+        parsed[name] = values
+    return parsed
+
+
+# ------------------------------------------------------------------------------------------------ devices
+
+
+@app.command()
+def devices(config_path: ConfigOpt = None) -> None:
+    """List configured devices (built-in `cpu` plus tailor.toml's) and whether each is reachable."""
+    from tailorkit.devices import create_device
+
+    config = load_config(config_path)
+    table = Table(show_header=True, header_style="bold")
+    for column in ("name", "kind", "status", "details"):
+        table.add_column(column)
+    for name, dev_config in sorted(config.devices.items()):
+        try:
+            device = create_device(dev_config)
+            problem = device.check()
+            details = _device_line(device.info()) if problem is None else problem
+        except TailorError as exc:
+            problem, details = str(exc), str(exc)
+        status = "[green]reachable[/green]" if problem is None else "[red]unavailable[/red]"
+        table.add_row(name, dev_config.kind, status, details)
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------------------------ profile
+
+
+@app.command()
+def profile(
+    model: Annotated[str, typer.Argument(help="model.onnx, a built-in (ofa-mbv3-max, ofa-mbv3-min, "
+                                              "ofa-mbv3-w1.2-max, ofa-mbv3-w1.2-min) or package.module:attr.")],
+    device: DeviceOpt = "cpu",
+    per_op: Annotated[bool, typer.Option("--per-op", help="Also profile every node as the runtime ran it.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    warmup: WarmupOpt = None, runs: RunsOpt = None, threads: ThreadsOpt = None, number: NumberOpt = None,
+    shape: Annotated[list[str] | None, typer.Option(
+        "--shape", help="Input shape for dynamic dims or torch modules: 1x3x224x224 or NAME:1x3x224x224.")] = None,
+    resolution: Annotated[int, typer.Option(help="Input resolution of built-in models.")] = 224,
+    sort: Annotated[str, typer.Option(help="Per-op row order: run (execution order) or time.")] = "run",
+    config_path: ConfigOpt = None,
+) -> None:
+    """Measure end-to-end latency on a device; with --per-op, the operator-wise profile."""
+    from tailorkit.profiler.api import open_device
+    from tailorkit.profiler.api import profile as run_profile
+
+    if sort not in ("run", "time"):
+        raise ConfigError(f"--sort must be run or time, got {sort!r}")
+    config = load_config(config_path)
+    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number)
+    dev = open_device(device, config)
+    if not as_json:
+        err.print(f"[dim]profiling {model} on {device}…[/dim]")
+    result = run_profile(model, dev, settings=settings, per_op=per_op, input_shapes=_parse_shapes(shape or []),
+                         resolution=resolution, config=config)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return
+    out.print(f"[bold]{result.model}[/bold] on {_device_line(result.device)}")
+    out.print("inputs: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.input_shapes.items()))
+    out.print(_latency_table("End-to-end latency", result.latency))
+    if result.ops is not None:
+        total = sum(o.latency.mean for o in result.ops) or 1.0
+        rows = sorted(result.ops, key=lambda o: -o.latency.mean) if sort == "time" else list(result.ops)
+        table = Table(title=f"Operator-wise profiling ({'top by time' if sort == 'time' else 'run order'})",
+                      header_style="bold")
+        for column, justify in (("node", "left"), ("op type", "left"), ("avg ms", "right"), ("%", "right"),
+                                ("cdf %", "right")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        cumulative = 0.0
+        for op in rows:
+            cumulative += op.latency.mean
+            table.add_row(op.name, op.op_type, _fmt(op.latency.mean, 4), f"{op.latency.mean / total * 100:.2f}",
+                          f"{cumulative / total * 100:.2f}")
+        out.print(table)
+        by_type: dict[str, list[float]] = {}
+        for op in result.ops:
+            by_type.setdefault(op.op_type, []).append(op.latency.mean)
+        summary = Table(title="Summary by op type", header_style="bold")
+        for column in ("op type", "nodes", "avg ms", "%"):
+            summary.add_column(column, justify="left" if column == "op type" else "right")
+        for op_type, values in sorted(by_type.items(), key=lambda kv: -sum(kv[1])):
+            summary.add_row(op_type, str(len(values)), _fmt(sum(values), 4), f"{sum(values) / total * 100:.2f}")
+        out.print(summary)
+        out.print(f"sum of per-op averages: {total:.3f} ms (profiled runs; the end-to-end numbers above are "
+                  "from runs without the profiler)")
+
+
+# -------------------------------------------------------------------------------------------------- table
+
+
+@table_app.command("build")
+def table_build(
+    space: Annotated[str, typer.Option(help="Search space whose ops to measure.")] = "ofa-mbv3",
+    device: DeviceOpt = "cpu",
+    resolution: Annotated[int, typer.Option(help="Input resolution (OFA-MBv3: 128..224 step 4).")] = 224,
+    width: Annotated[float, typer.Option(help="Width multiplier (OFA-MBv3: 1.0 or 1.2).")] = 1.0,
+    db: DbOpt = None,
+    name: Annotated[str | None, typer.Option(help="Table name [SPACE-wWIDTH-rRESOLUTION].")] = None,
+    warmup: WarmupOpt = None, runs: RunsOpt = None, threads: ThreadsOpt = None, number: NumberOpt = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Measure every distinct op of a space as a single-op model into the store; reruns resume."""
+    from tailorkit.profiler.api import build_table, open_device
+    from tailorkit.profiler.store import TableStore
+    from tailorkit.profiler.tables import TableProgress
+
+    config = load_config(config_path)
+    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number)
+    dev = open_device(device, config)
+    store = TableStore(db or config.store_url)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn(), TextColumn("[dim]{task.fields[last]}"))
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("measuring", total=None, last="")
+
+        def on_progress(event: TableProgress) -> None:
+            last = "" if event.key is None else f"{event.key[:60]} {event.latency.median:.3f} ms"  # type: ignore
+            bar.update(task, description=event.table, total=event.total, completed=event.already + event.done,
+                       last=last)
+
+        try:
+            report = build_table(space, dev, resolution=resolution, width=width, store=store, settings=settings,
+                                 name=name, config=config, progress=on_progress)
+        finally:
+            store.close()
+    out.print(f"table [bold]{report.table}[/bold] on {_device_line(report.device)}")
+    out.print(f"{report.total} ops: {report.measured} measured now, {report.already} already in {store.url}; "
+              f"{report.wall_s:.1f} s (export {report.export_s:.1f} s, measuring {report.measure_s:.1f} s, "
+              f"overhead {report.overhead * 100:.1f} %)")
+
+
+@table_app.command("show")
+def table_show(
+    name: Annotated[str | None, typer.Argument(help="Table to list entries of; omit to list tables.")] = None,
+    db: DbOpt = None,
+    device: Annotated[str | None, typer.Option(help="Device name or fingerprint of the variant.")] = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """List the tables in the store, or the entries of one."""
+    from tailorkit.profiler.store import TableStore
+
+    config = load_config(config_path)
+    with TableStore(db or config.store_url, create=False) as store:
+        if name is None:
+            table = Table(title=f"Tables in {store.url}", header_style="bold")
+            for column in ("name", "space", "device", "device fp", "settings fp", "entries", "last measured"):
+                table.add_column(column)
+            for v in store.variants():
+                table.add_row(v.name, v.space or "-", v.device_name, v.device_fingerprint, v.settings_fingerprint,
+                              str(v.entries), datetime.fromtimestamp(v.last_measured).isoformat(timespec="seconds"))
+            out.print(table)
+            return
+        lat_table = store.table(name, device=device)
+    table = Table(title=f"{lat_table.name} on {lat_table.device.name if lat_table.device else '?'}",
+                  header_style="bold")
+    for column in ("key", "mean ms", "median ms", "std ms", "n", "CV"):
+        table.add_column(column, justify="left" if column == "key" else "right")
+    for key, lat in lat_table.entries.items():
+        table.add_row(key, _fmt(lat.mean, 4), _fmt(lat.median, 4), _fmt(lat.std, 4), str(lat.n),
+                      f"{lat.cv * 100:.1f} %")
+    out.print(table)
+    out.print(f"{len(lat_table)} entries, Σ mean = {sum(lat.mean for lat in lat_table.entries.values()):.3f} ms")
+
+
+@table_app.command("export")
+def table_export(
+    name: Annotated[str, typer.Argument(help="Table name (`tailor table show` lists them).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (.yaml, .csv or .json).")],
+    fmt: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMATS)} [from -o].")] = None,
+    db: DbOpt = None,
+    device: Annotated[str | None, typer.Option(help="Device name or fingerprint of the variant.")] = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Write a table as OFA YAML (count/mean/std, ms), CSV or JSON (with raw samples)."""
+    from tailorkit.profiler.store import TableStore
+
+    config = load_config(config_path)
+    with TableStore(db or config.store_url, create=False) as store:
+        table = store.table(name, device=device)
+    path = table.write(output, fmt)
+    out.print(f"wrote {len(table)} entries of {table.name} to {path}")
+
+
+@table_app.command("import")
+def table_import(
+    file: Annotated[Path, typer.Argument(help="OFA YAML, CSV or tailorkit JSON table.")],
+    name: Annotated[str | None, typer.Option(help="Table name in the store [file stem].")] = None,
+    device: Annotated[str | None, typer.Option(help="Name of the device it was measured on.")] = None,
+    space: Annotated[str | None, typer.Option(help="Search space the keys belong to.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMATS)} [from name].")] = None,
+    db: DbOpt = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Import a published or exported table; every key and number is validated before anything is stored."""
+    from tailorkit.profiler.store import TableStore
+
+    config = load_config(config_path)
+    table = LatencyTable.read(file, name, fmt=fmt, space=space)
+    info = table.device or DeviceInfo(
+        name=device or "imported", kind="imported", hardware=device or "unknown", runtime="unknown",
+        runtime_version="", tailorkit_version=__version__, properties={"source": file.name})
+    settings = table.settings or BenchmarkSettings()
+    with TableStore(db or config.store_url) as store:
+        count = store.import_table(table, info, settings,
+                                   meta={"imported_from": str(file), "sha256": sha256_file(file)})
+    out.print(f"imported {count} entries into table {table.name} ({store.url})")
+
+
+@app.command()
+def version() -> None:
+    """Print the tailorkit version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except TailorError as exc:
+        # plain text: one line, never wrapped or styled, easy to grep in CI logs
+        sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TAILOR_SHARED", ROOT.parent / "shared"))
+NOTE10 = SHARED / "data" / "ofa_proxyless_luts" / "note10"
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.exists(), reason=f"needs ../shared data: {path} is absent")
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def export_small_cnn(path: Path, dynamic_batch: bool = False) -> Path:
+    torch.manual_seed(0)
+    kwargs = {"dynamic_axes": {"input": {0: "batch"}}} if dynamic_batch else {}
+    torch.onnx.export(SmallCNN().eval(), (torch.randn(1, 3, 16, 16),), str(path), dynamo=False,
+                      input_names=["input"], output_names=["output"], **kwargs)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_small_cnn(tmp_path_factory.mktemp("models") / "small.onnx")
+
+
+@pytest.fixture(scope="session")
+def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_small_cnn(tmp_path_factory.mktemp("models") / "dynamic.onnx", dynamic_batch=True)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "TAILOR_CONFIG"}
+    env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "tailorkit.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)

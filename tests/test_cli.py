@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import NOTE10, needs_shared, run_cli
+
+
+def _error_line(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ")
+    return lines[-1]
+
+
+def test_profile_json_on_onnx(small_onnx: Path) -> None:
+    result = run_cli("profile", str(small_onnx), "--json", "--runs", "5", "--warmup", "1", "--per-op")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["latency_ms"]["n_total"] == 5 and data["latency_ms"]["median"] > 0
+    assert data["settings"]["runs"] == 5 and data["device"]["name"] == "cpu"
+    assert {op["op_type"] for op in data["ops"]} >= {"Conv", "Gemm"}
+
+
+def test_profile_per_op_table_on_a_builtin() -> None:
+    result = run_cli("profile", "ofa-mbv3-min", "--resolution", "128", "--per-op", "--runs", "5", "--warmup", "1",
+                     "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    for heading in ("End-to-end latency", "Operator-wise profiling", "cdf %", "Summary by op type"):
+        assert heading in result.stdout
+
+
+def test_profile_torch_module_by_import_path(tmp_path: Path) -> None:
+    (tmp_path / "mymodel.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.c = torch.nn.Conv2d(3, 4, 3)\n    def forward(self, x):\n        return self.c(x)\n")
+    ok = run_cli("profile", "mymodel:Net", "--shape", "1x3x32x32", "--json", "--runs", "3", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["input_shapes"] == {"input": [1, 3, 32, 32]}
+    assert "needs its input shape" in _error_line(run_cli("profile", "mymodel:Net", cwd=tmp_path))
+    assert "has no attribute" in _error_line(run_cli("profile", "mymodel:Nope", "--shape", "1x3x8x8", cwd=tmp_path))
+
+
+def test_devices_lists_builtin_and_configured(tmp_path: Path) -> None:
+    (tmp_path / "tailor.toml").write_text('[devices.pinned]\nkind = "onnxruntime"\naffinity = [0]\n'
+                                          '[devices.pixel]\nkind = "android"\nserial = "x"\n')
+    result = run_cli("devices", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
+    assert "reachable" in lines["cpu"] and "reachable" in lines["pinned"]
+    assert "unavailable" in lines["pixel"]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    assert "does not exist" in _error_line(run_cli("profile", str(tmp_path / "nope.onnx")))
+
+
+def test_file_that_is_not_onnx(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_text("this is not a model")
+    assert "is not an ONNX model" in _error_line(run_cli("profile", str(path)))
+
+
+def test_dynamic_dims_without_shape(dynamic_onnx: Path) -> None:
+    line = _error_line(run_cli("profile", str(dynamic_onnx)))
+    assert "dynamic dims" in line and "--shape" in line
+    ok = run_cli("profile", str(dynamic_onnx), "--shape", "input:2x3x16x16", "--runs", "3", "--json")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_unknown_device_lists_known(small_onnx: Path) -> None:
+    line = _error_line(run_cli("profile", str(small_onnx), "--device", "pixel9"))
+    assert "unknown device 'pixel9'" in line and "known: cpu" in line
+
+
+def test_malformed_config(tmp_path: Path, small_onnx: Path) -> None:
+    (tmp_path / "tailor.toml").write_text("[devices.cpu2\nkind = 1\n")
+    assert "not valid TOML" in _error_line(run_cli("profile", str(small_onnx), cwd=tmp_path))
+    (tmp_path / "tailor.toml").write_text("[benchmark]\nruns = -2\n")
+    assert "runs must be >= 1" in _error_line(run_cli("devices", cwd=tmp_path))
+
+
+def test_unopenable_database() -> None:
+    line = _error_line(run_cli("table", "build", "--resolution", "128", "--db", "sqlite:////no/such/dir/t.db"))
+    assert "cannot open the database" in line
+    assert "no database" in _error_line(run_cli("table", "show", "--db", "sqlite:////tmp/tailor-missing-xyz.db"))
+
+
+@pytest.mark.parametrize("runs", ["0", "-4"])
+def test_nonpositive_runs(small_onnx: Path, runs: str) -> None:
+    assert "runs must be >= 1" in _error_line(run_cli("profile", str(small_onnx), "--runs", runs))
+
+
+@pytest.mark.parametrize("body, match", [
+    ("Conv-input:224x224x3-output:112x112x24-extra:\n  count: 1\n  mean: 0.1\n  std: 0.0\n", "malformed op key"),
+    ("Conv-input:224x224x3-output:112x112x24:\n  count: 1\n  std: 0.0\n", "has no mean"),
+])
+def test_bad_yaml_import_stores_nothing(tmp_path: Path, body: str, match: str) -> None:
+    table = tmp_path / "bad.yaml"
+    table.write_text("Logits-input:1x1x1280-output:1000:\n  count: 1\n  mean: 0.1\n  std: 0.0\n" + body)
+    db = tmp_path / "t.db"
+    assert match in _error_line(run_cli("table", "import", str(table), "--db", f"sqlite:///{db}"))
+    assert not db.exists()  # the table is validated before the store is opened
+
+
+# ----------------------------------------------------------------------------------------------- table
+
+
+@needs_shared(NOTE10)
+def test_table_import_show_export_round_trip(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    source = NOTE10 / "224_lookup_table.yaml"
+    imported = run_cli("table", "import", str(source), "--name", "note10-224", "--device", "note10", "--db", db)
+    assert imported.returncode == 0, imported.stderr
+    shown = run_cli("table", "show", "--db", db)
+    assert "note10-224" in shown.stdout and "96" in shown.stdout
+    entries = run_cli("table", "show", "note10-224", "--db", db)
+    assert "expanded_conv-input:14x14x136" in entries.stdout and "96 entries" in entries.stdout
+    out = tmp_path / "out.yaml"
+    exported = run_cli("table", "export", "note10-224", "-o", str(out), "--db", db)
+    assert exported.returncode == 0, exported.stderr
+    assert out.read_bytes() == source.read_bytes()
+    again = run_cli("table", "import", str(source), "--name", "note10-224", "--db", db)
+    assert "already exists" in _error_line(again)
+
+
+def test_table_build_then_export_csv(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    built = run_cli("table", "build", "--space", "ofa-mbv3", "--resolution", "128", "--db", db, "--runs", "2",
+                    "--warmup", "0", "--number", "1")
+    assert built.returncode == 0, built.stderr
+    assert "96 measured now, 0 already" in " ".join(built.stdout.split())
+    out = tmp_path / "t.csv"
+    assert run_cli("table", "export", "ofa-mbv3-w1-r128", "-o", str(out), "--db", db).returncode == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("key,mean,std,n") and len(lines) == 97
+    assert "unknown table format" in _error_line(
+        run_cli("table", "export", "ofa-mbv3-w1-r128", "-o", str(out), "--format", "xml", "--db", db))
