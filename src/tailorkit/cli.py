@@ -211,9 +211,11 @@ def table_build(
         finally:
             store.close()
     out.print(f"table [bold]{report.table}[/bold] on {_device_line(report.device)}")
-    out.print(f"{report.total} ops: {report.measured} measured now, {report.already} already in {store.url}; "
-              f"{report.wall_s:.1f} s (export {report.export_s:.1f} s, measuring {report.measure_s:.1f} s, "
-              f"overhead {report.overhead * 100:.1f} %)")
+    line = f"{report.total} ops: {report.measured} measured now, {report.already} already in {store.url}"
+    if report.measured:
+        line += (f"; {report.wall_s:.1f} s (export {report.export_s:.1f} s, measuring {report.measure_s:.1f} s, "
+                 f"overhead {report.overhead * 100:.1f} %)")
+    out.print(line)
 
 
 @table_app.command("show")
@@ -230,11 +232,13 @@ def table_show(
     with TableStore(db or config.store_url, create=False) as store:
         if name is None:
             table = Table(title=f"Tables in {store.url}", header_style="bold")
-            for column in ("name", "space", "device", "device fp", "settings fp", "entries", "last measured"):
-                table.add_column(column)
+            table.add_column("name", no_wrap=True)
+            for column in ("space", "device", "entries", "device fp", "settings fp", "last measured"):
+                table.add_column(column, justify="right" if column == "entries" else "left")
             for v in store.variants():
-                table.add_row(v.name, v.space or "-", v.device_name, v.device_fingerprint, v.settings_fingerprint,
-                              str(v.entries), datetime.fromtimestamp(v.last_measured).isoformat(timespec="seconds"))
+                when = datetime.fromtimestamp(v.last_measured).strftime("%Y-%m-%d %H:%M")
+                table.add_row(v.name, v.space or "-", v.device_name, str(v.entries), v.device_fingerprint[:8],
+                              v.settings_fingerprint[:8], when)
             out.print(table)
             return
         lat_table = store.table(name, device=device)
