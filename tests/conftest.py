@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +40,10 @@ class SmallCNN(nn.Module):
 def export_small_cnn(path: Path, dynamic_batch: bool = False) -> Path:
     torch.manual_seed(0)
     kwargs = {"dynamic_axes": {"input": {0: "batch"}}} if dynamic_batch else {}
-    torch.onnx.export(SmallCNN().eval(), (torch.randn(1, 3, 16, 16),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["output"], **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(SmallCNN().eval(), (torch.randn(1, 3, 16, 16),), str(path), dynamo=False,
+                          input_names=["input"], output_names=["output"], **kwargs)
     return path
 
 
@@ -55,3 +63,47 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env["COLUMNS"] = "200"
     return subprocess.run([sys.executable, "-m", "tailorkit.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on loopback, started by the project's own script for this test session."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'tailorkit[postgres]')")
+    workdir = tempfile.mkdtemp(prefix="tailor-pg-")  # under /tmp, reachable by the postgres user
+    script = ROOT / "scripts" / "pg-local.sh"
+    started = subprocess.run([str(script), "start", workdir, str(_free_port())], capture_output=True, text=True)
+    if started.returncode == 3:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.skip(f"no PostgreSQL server here: {started.stderr.strip()}")
+    if started.returncode != 0:
+        log = Path(workdir, "server.log")
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {started.stderr.strip()} {log.read_text() if log.exists() else ''}")
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(script), "stop", workdir], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same store tests on SQLite and on a real PostgreSQL (a fresh database per test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    import psycopg
+
+    server = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + f"/{name}"

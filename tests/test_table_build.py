@@ -18,10 +18,10 @@ from tailorkit.spaces import OFAMobileNetV3Space
 FAST = BenchmarkSettings(warmup=1, runs=3, number=1)
 
 
-def test_build_export_import_equal(tmp_path: Path) -> None:
+def test_build_export_import_equal(tmp_path: Path, store_url: str) -> None:
     ops = OFAMobileNetV3Space().all_ops(128)[::16]
     events = []
-    with TableStore(f"sqlite:///{tmp_path / 'a.db'}") as store:
+    with TableStore(store_url) as store:
         report = build_ops(ops, "t", OnnxRuntimeDevice(), store, FAST, space="ofa-mbv3", progress=events.append)
         assert report.measured == len(ops) and report.already == 0
         assert [e.done for e in events] == list(range(len(ops) + 1))

@@ -43,9 +43,9 @@ def test_ofa_note10_yaml_round_trips_byte_for_byte(tmp_path: Path, resolution: i
 
 
 @needs_shared(NOTE10)
-def test_note10_round_trips_through_the_store(tmp_path: Path) -> None:
+def test_note10_round_trips_through_the_store(store_url: str) -> None:
     source = NOTE10 / "160_lookup_table.yaml"
-    with TableStore(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+    with TableStore(store_url) as store:
         store.import_table(LatencyTable.read(source, "note10"), _device("note10"), BenchmarkSettings())
         assert store.table("note10").dumps("yaml") == source.read_text()
 
@@ -91,9 +91,9 @@ def test_write_is_atomic(tmp_path: Path) -> None:
     assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
 
 
-def test_store_appends_and_views_the_latest(tmp_path: Path) -> None:
+def test_store_appends_and_views_the_latest(store_url: str) -> None:
     settings = BenchmarkSettings(runs=5)
-    with TableStore(f"sqlite:///{tmp_path / 's.db'}") as store:
+    with TableStore(store_url) as store:
         store.ensure_table("tab", space="ofa-mbv3")
         for mean in (1.0, 2.0):
             store.add(LatencyRecord("tab", KEY_A, _device(), settings, Latency(mean=mean, std=0.0, n=5),
@@ -109,8 +109,8 @@ def test_store_appends_and_views_the_latest(tmp_path: Path) -> None:
             store.table("tab", device="pixel")
 
 
-def test_import_is_all_or_nothing(tmp_path: Path) -> None:
-    with TableStore(f"sqlite:///{tmp_path / 's.db'}") as store:
+def test_import_is_all_or_nothing(store_url: str) -> None:
+    with TableStore(store_url) as store:
         store.import_table(_table(), _device(), BenchmarkSettings())
         with pytest.raises(TableError, match="already exists"):
             store.import_table(_table(), _device(), BenchmarkSettings())
