@@ -7,7 +7,8 @@ DB     ?= sqlite:///tailor.db
 
 .PHONY: setup demo test lint bench clean
 
-# torch first, pinned exactly: a looser spec (or a dependency asking for torch) pulls a multi-GB CUDA build.
+# torch first, pinned exactly: on this project's machines 2.13.0 is a local CPU wheel, while a looser spec (or a
+# dependency asking for torch) pulls a multi-GB CUDA build from PyPI.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -38,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/profiling_overhead.py
 
 clean:
-	rm -rf $(VENV) out tailor.db tailor.db-wal tailor.db-shm
+	rm -rf $(VENV) out  # tailor.db holds measurements: never removed here

@@ -142,3 +142,44 @@ def test_table_build_then_export_csv(tmp_path: Path) -> None:
     assert lines[0].startswith("key,mean,std,n") and len(lines) == 97
     assert "unknown table format" in _error_line(
         run_cli("table", "export", "ofa-mbv3-w1-r128", "-o", str(out), "--format", "xml", "--db", db))
+
+
+def test_more_runs_than_the_old_cap(small_onnx: Path) -> None:
+    result = run_cli("profile", str(small_onnx), "--runs", "1500", "--number", "1", "--warmup", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["latency_ms"]["n_total"] == 1500
+
+
+def test_directory_and_broken_modules_as_models(tmp_path: Path) -> None:
+    (tmp_path / "d.onnx").mkdir()
+    assert "is a directory" in _error_line(run_cli("profile", str(tmp_path / "d.onnx")))
+    (tmp_path / "broken.py").write_text("def Net(width):\n    return None\n")
+    assert "without arguments failed" in _error_line(run_cli("profile", "broken:Net", "--shape", "1x3x8x8",
+                                                             cwd=tmp_path))
+    (tmp_path / "syntax.py").write_text("def (:\n")
+    assert "cannot import 'syntax'" in _error_line(run_cli("profile", "syntax:Net", "--shape", "1x3x8x8",
+                                                           cwd=tmp_path))
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--width", "2"], "widths"), (["--resolution", "150"], "resolutions"), (["--space", "nb201"], "unknown spaces"),
+    (["--threads", "0"], "threads must be >= 1"),
+])
+def test_failed_table_build_leaves_no_database(tmp_path: Path, args: list[str], match: str) -> None:
+    db = tmp_path / "n.db"
+    assert match in _error_line(run_cli("table", "build", "--db", f"sqlite:///{db}", *args))
+    assert not db.exists()
+
+
+def test_devices_shows_configured_threads(tmp_path: Path) -> None:
+    (tmp_path / "tailor.toml").write_text('[devices.two]\nkind = "onnxruntime"\nthreads = 2\n')
+    result = run_cli("devices", cwd=tmp_path)
+    assert "2 thread(s)" in result.stdout
+
+
+def test_export_to_an_unwritable_place(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    table = tmp_path / "t.yaml"
+    table.write_text("Logits-input:1x1x1280-output:1000:\n  count: 1\n  mean: 0.1\n  std: 0.0\n")
+    assert run_cli("table", "import", str(table), "--name", "t", "--db", db).returncode == 0
+    assert "cannot write" in _error_line(run_cli("table", "export", "t", "-o", "/proc/t.yaml", "--db", db))

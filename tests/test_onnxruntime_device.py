@@ -116,3 +116,15 @@ def test_profile_facade_on_a_builtin_model() -> None:
     assert result.input_shapes == {"input": (1, 3, 128, 128)}
     assert result.latency.mean > 0 and len(result.ops) > 10
     assert result.to_dict()["latency_ms"]["median"] == result.latency.median
+
+
+def test_an_unavailable_provider_is_an_error_not_a_silent_cpu_run(small_onnx: Path) -> None:
+    with pytest.raises(DeviceError, match="not available"):
+        OnnxRuntimeDevice(provider="CUDAExecutionProvider").run_model(small_onnx, FAST)
+    with pytest.raises(ConfigError, match="provider"):
+        OnnxRuntimeDevice(provider=5)  # type: ignore[arg-type]
+
+
+def test_huge_input_shapes_are_refused_before_allocating(dynamic_onnx: Path) -> None:
+    with pytest.raises(ConfigError, match="GiB"):
+        OnnxRuntimeDevice().run_model(dynamic_onnx, FAST, {"input": (10_000_000, 3, 16, 16)})

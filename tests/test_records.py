@@ -103,3 +103,28 @@ def test_device_fingerprint_is_stable_hardware_identity() -> None:
     assert _info(runtime_version="2.0").fingerprint != fp
     assert _info(properties={"provider": "CPU", "optimization": "disable"}).fingerprint != fp
     assert DeviceInfo.from_dict(_info(affinity=(1, 0)).to_dict()) == _info(affinity=(0, 1))
+
+
+@pytest.mark.parametrize("kwargs", [{"runs": 2.5}, {"warmup": 1.5}, {"threads": 1.5}, {"threads": True},
+                                    {"min_sample_ms": 1e308}, {"min_sample_ms": float("nan")},
+                                    {"timeout_s": 0}, {"number": -1}])
+def test_settings_reject_wrong_types_and_ranges(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        BenchmarkSettings(**kwargs)
+
+
+def test_sample_limit_defaults_to_ten_batches() -> None:
+    assert BenchmarkSettings(runs=5000).sample_limit == 50000
+    assert BenchmarkSettings(runs=5, max_runs=7).sample_limit == 7
+
+
+@pytest.mark.parametrize("kwargs", [{"median": -5.0}, {"n_total": -7}, {"number": 0}, {"number": "x"},
+                                    {"p90": float("inf")}, {"mean": True}])
+def test_latency_validates_every_statistic(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        Latency(**{"mean": 1.0, "std": 0.1, "n": 3, **kwargs})
+
+
+def test_zero_dims_in_a_key_are_malformed_not_a_crash() -> None:
+    with pytest.raises(TableError, match="malformed op key"):
+        OpSpec.from_key("Conv-input:8x8x3-output:0x0x16")

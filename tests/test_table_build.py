@@ -37,9 +37,10 @@ def test_build_export_import_equal(tmp_path: Path, store_url: str) -> None:
             store.import_table(back, table.device, table.settings)
             assert store.table(f"t-{fmt}").dumps("yaml") == table.dumps("yaml")
 
-        again = build_ops(ops, "t", OnnxRuntimeDevice(), store, FAST)
+        again = build_ops(ops, "t", OnnxRuntimeDevice(), store, FAST, space="ofa-mbv3")
         assert again.measured == 0 and again.already == len(ops)
-        other = build_ops(ops[:2], "t", OnnxRuntimeDevice(), store, BenchmarkSettings(warmup=1, runs=4, number=1))
+        other = build_ops(ops[:2], "t", OnnxRuntimeDevice(), store, BenchmarkSettings(warmup=1, runs=4, number=1),
+                          space="ofa-mbv3")
         assert other.measured == 2  # other settings are another variant, measured afresh
 
 

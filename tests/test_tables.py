@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,70 @@ def test_read_only_open_does_not_create(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no database"):
         TableStore(f"sqlite:///{tmp_path / 'missing.db'}", create=False)
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_json_entries_must_be_an_object() -> None:
+    with pytest.raises(TableError, match="entries"):
+        LatencyTable.loads('{"format": "tailorkit-latency-table", "entries": [1, 2]}', "json", "t")
+    with pytest.raises(TableError, match="median"):
+        entries = {KEY_A: {"mean": 1, "std": 0, "n": 1, "median": "fast"}}
+        LatencyTable.loads(json.dumps({"format": "tailorkit-latency-table", "entries": entries}), "json", "t")
+
+
+def test_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(f"\ufeffkey,mean,std,n\n{KEY_A},0.5,0.01,10\n", encoding="utf-8")
+    assert LatencyTable.read(path)[KEY_A].mean == 0.5
+
+
+def test_unwritable_destinations_are_table_errors(tmp_path: Path) -> None:
+    (tmp_path / "adir.yaml").mkdir()
+    for target in (tmp_path / "adir.yaml", Path("/proc/tailor-test.yaml"), Path("/dev/null/x.yaml")):
+        with pytest.raises(TableError, match="cannot write"):
+            _table().write(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.yaml"]  # no temporary files left behind
+
+
+def test_written_tables_are_readable_by_others(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = _table().write(tmp_path / "t.yaml")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_store_errors_inside_a_transaction_are_storage_errors(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    with TableStore(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store.ensure_table("tab")
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE measurements"))
+        with pytest.raises(StorageError, match="no such table"):
+            store.add(LatencyRecord("tab", KEY_A, _device(), BenchmarkSettings(), Latency(mean=1.0, std=0.0, n=1)))
+
+
+def test_a_table_name_keeps_its_meaning(store_url: str) -> None:
+    with TableStore(store_url) as store:
+        store.ensure_table("tab", space="ofa-mbv3", meta={"resolution": 128})
+        store.ensure_table("tab", space="ofa-mbv3", meta={"resolution": 128})
+        with pytest.raises(TableError, match="choose another --name"):
+            store.ensure_table("tab", space="ofa-mbv3", meta={"resolution": 132})
+        with pytest.raises(TableError, match="already exists"):  # a table row without measurements yet
+            store.import_table(_table().__class__("tab", _table().entries), _device(), BenchmarkSettings())
+
+
+def test_variants_are_picked_explicitly(store_url: str) -> None:
+    a, b = BenchmarkSettings(runs=5), BenchmarkSettings(runs=7)
+    with TableStore(store_url) as store:
+        store.ensure_table("tab")
+        store.add(LatencyRecord("tab", KEY_A, _device(), a, Latency(mean=1.0, std=0.0, n=5)))
+        store.add(LatencyRecord("tab", KEY_A, _device(), b, Latency(mean=3.0, std=0.0, n=7)))
+        with pytest.raises(TableError, match="2 variants"):
+            store.table("tab")
+        assert store.table("tab", settings=a.fingerprint[:6])[KEY_A].mean == 1.0
+        assert store.table("tab", device=_device().fingerprint[:8], settings=b.fingerprint)[KEY_A].mean == 3.0

@@ -43,6 +43,10 @@ DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device name (`ta
 WarmupOpt = Annotated[int | None, typer.Option("--warmup", help="Untimed inferences first [10].")]
 RunsOpt = Annotated[int | None, typer.Option("--runs", help="Timed samples [100].")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads [1].")]
+VariantDeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="Variant: device name or fingerprint prefix (`tailor table show` lists them).")]
+VariantSettingsOpt = Annotated[str | None, typer.Option("--settings", help="Variant: settings fingerprint prefix.")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds one measurement may take [120].")]
 NumberOpt = Annotated[int | None, typer.Option(
     "--number", help="Inferences per sample; 0 = enough for min_sample_ms (3 ms) each [0].")]
 
@@ -101,7 +105,7 @@ def devices(config_path: ConfigOpt = None) -> None:
         try:
             device = create_device(dev_config)
             problem = device.check()
-            details = _device_line(device.info()) if problem is None else problem
+            details = _device_line(device.info(config.settings(name))) if problem is None else problem
         except TailorError as exc:
             problem, details = str(exc), str(exc)
         status = "[green]reachable[/green]" if problem is None else "[red]unavailable[/red]"
@@ -120,6 +124,7 @@ def profile(
     per_op: Annotated[bool, typer.Option("--per-op", help="Also profile every node as the runtime ran it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
     warmup: WarmupOpt = None, runs: RunsOpt = None, threads: ThreadsOpt = None, number: NumberOpt = None,
+    timeout: TimeoutOpt = None,
     shape: Annotated[list[str] | None, typer.Option(
         "--shape", help="Input shape for dynamic dims or torch modules: 1x3x224x224 or NAME:1x3x224x224.")] = None,
     resolution: Annotated[int, typer.Option(help="Input resolution of built-in models.")] = 224,
@@ -133,7 +138,8 @@ def profile(
     if sort not in ("run", "time"):
         raise ConfigError(f"--sort must be run or time, got {sort!r}")
     config = load_config(config_path)
-    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number)
+    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number,
+                         timeout_s=timeout)
     dev = open_device(device, config)
     if not as_json:
         err.print(f"[dim]profiling {model} on {device}…[/dim]")
@@ -184,17 +190,18 @@ def table_build(
     db: DbOpt = None,
     name: Annotated[str | None, typer.Option(help="Table name [SPACE-wWIDTH-rRESOLUTION].")] = None,
     warmup: WarmupOpt = None, runs: RunsOpt = None, threads: ThreadsOpt = None, number: NumberOpt = None,
+    timeout: TimeoutOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Measure every distinct op of a space as a single-op model into the store; reruns resume."""
     from tailorkit.profiler.api import build_table, open_device
-    from tailorkit.profiler.store import TableStore
     from tailorkit.profiler.tables import TableProgress
 
     config = load_config(config_path)
-    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number)
+    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number,
+                         timeout_s=timeout)
     dev = open_device(device, config)
-    store = TableStore(db or config.store_url)
+    url = db or config.store_url
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn(), TextColumn("[dim]{task.fields[last]}"))
     with Progress(*columns, console=err, transient=False) as bar:
@@ -205,13 +212,10 @@ def table_build(
             bar.update(task, description=event.table, total=event.total, completed=event.already + event.done,
                        last=last)
 
-        try:
-            report = build_table(space, dev, resolution=resolution, width=width, store=store, settings=settings,
-                                 name=name, config=config, progress=on_progress)
-        finally:
-            store.close()
+        report = build_table(space, dev, resolution=resolution, width=width, store=url, settings=settings,
+                             name=name, config=config, progress=on_progress)
     out.print(f"table [bold]{report.table}[/bold] on {_device_line(report.device)}")
-    line = f"{report.total} ops: {report.measured} measured now, {report.already} already in {store.url}"
+    line = f"{report.total} ops: {report.measured} measured now, {report.already} already in {url}"
     if report.measured:
         line += (f"; {report.wall_s:.1f} s (export {report.export_s:.1f} s, measuring {report.measure_s:.1f} s, "
                  f"overhead {report.overhead * 100:.1f} %)")
@@ -222,7 +226,7 @@ def table_build(
 def table_show(
     name: Annotated[str | None, typer.Argument(help="Table to list entries of; omit to list tables.")] = None,
     db: DbOpt = None,
-    device: Annotated[str | None, typer.Option(help="Device name or fingerprint of the variant.")] = None,
+    device: VariantDeviceOpt = None, settings: VariantSettingsOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """List the tables in the store, or the entries of one."""
@@ -241,7 +245,7 @@ def table_show(
                               v.settings_fingerprint[:8], when)
             out.print(table)
             return
-        lat_table = store.table(name, device=device)
+        lat_table = store.table(name, device=device, settings=settings)
     table = Table(title=f"{lat_table.name} on {lat_table.device.name if lat_table.device else '?'}",
                   header_style="bold")
     for column in ("key", "mean ms", "median ms", "std ms", "n", "CV"):
@@ -259,7 +263,7 @@ def table_export(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write (.yaml, .csv or .json).")],
     fmt: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMATS)} [from -o].")] = None,
     db: DbOpt = None,
-    device: Annotated[str | None, typer.Option(help="Device name or fingerprint of the variant.")] = None,
+    device: VariantDeviceOpt = None, settings: VariantSettingsOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Write a table as OFA YAML (count/mean/std, ms), CSV or JSON (with raw samples)."""
@@ -267,7 +271,7 @@ def table_export(
 
     config = load_config(config_path)
     with TableStore(db or config.store_url, create=False) as store:
-        table = store.table(name, device=device)
+        table = store.table(name, device=device, settings=settings)
     path = table.write(output, fmt)
     out.print(f"wrote {len(table)} entries of {table.name} to {path}")
 

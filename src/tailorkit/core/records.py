@@ -80,6 +80,8 @@ class OpSpec:
         """One of OFA's fixed layers (Conv, Conv_1, Conv_2, AvgPool2D, Logits) with its implied settings."""
         params = dict(_OFA_FIXED[op_type])
         if op_type == "Conv":  # the first conv's stride is the only thing its key implies through shapes
+            if min(list(input_shape) + list(output_shape)) <= 0:
+                raise ValueError(f"{op_type}: shapes must be positive")
             params["stride"] = max(1, round(input_shape[0] / output_shape[0]))
         return cls(op_type, tuple(input_shape), tuple(output_shape), **params)
 
@@ -189,7 +191,7 @@ class BenchmarkSettings:
     count that makes a sample last ``min_sample_ms`` (from the warm-up timings), so sub-millisecond ops are
     not dominated by timer and call overhead; models slower than that get one inference per sample. With
     ``target_cv``, more batches of ``runs`` samples are added until the kept samples' CV is below it or
-    ``max_runs`` samples exist."""
+    ``max_runs`` samples exist (by default 10 × ``runs``)."""
 
     warmup: int = 10
     runs: int = 100
@@ -198,24 +200,25 @@ class BenchmarkSettings:
     threads: int = 1
     outlier: str = "iqr"
     target_cv: float | None = None
-    max_runs: int = 1000
+    max_runs: int | None = None
     timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
-            (self.runs >= 1, f"runs must be >= 1, got {self.runs}"),
-            (self.number >= 0, f"number must be >= 0 (0: automatic), got {self.number}"),
-            (self.min_sample_ms >= 0, f"min_sample_ms must be >= 0, got {self.min_sample_ms}"),
-            (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-            (self.outlier in OUTLIER_RULES, f"outlier rule must be one of {OUTLIER_RULES}, got {self.outlier!r}"),
-            (self.target_cv is None or self.target_cv > 0, f"target_cv must be > 0, got {self.target_cv}"),
-            (self.max_runs >= self.runs, f"max_runs ({self.max_runs}) must be >= runs ({self.runs})"),
-            (self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        for name in ("warmup", "runs", "number", "threads"):
+            _check_int(name, getattr(self, name), minimum=1 if name in ("runs", "threads") else 0)
+        if self.max_runs is not None:
+            _check_int("max_runs", self.max_runs, minimum=self.runs, what=f"runs ({self.runs})")
+        _check_real("min_sample_ms", self.min_sample_ms, 0.0, 60_000.0)
+        _check_real("timeout_s", self.timeout_s, 1e-3, 7 * 24 * 3600.0)
+        if self.target_cv is not None:
+            _check_real("target_cv", self.target_cv, 1e-12, 10.0)
+        if self.outlier not in OUTLIER_RULES:
+            raise ConfigError(f"outlier rule must be one of {OUTLIER_RULES}, got {self.outlier!r}")
+
+    @property
+    def sample_limit(self) -> int:
+        """Most samples a ``target_cv`` measurement may take (``max_runs``, by default 10 × ``runs``)."""
+        return self.max_runs if self.max_runs is not None else 10 * self.runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,12 +307,23 @@ class Latency:
     samples: tuple[float, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.mean) and self.mean >= 0):
+        if isinstance(self.mean, bool) or not isinstance(self.mean, (int, float)) or not (
+                math.isfinite(self.mean) and self.mean >= 0):
             raise ValueError(f"latency mean must be a finite number >= 0, got {self.mean!r}")
-        if not (math.isfinite(self.std) and self.std >= 0):
+        if isinstance(self.std, bool) or not isinstance(self.std, (int, float)) or not (
+                math.isfinite(self.std) and self.std >= 0):
             raise ValueError(f"latency std must be a finite number >= 0, got {self.std!r}")
-        if self.n < 1:
-            raise ValueError(f"latency n must be >= 1, got {self.n}")
+        for name in ("n", "n_total", "number"):
+            value = getattr(self, name)
+            if value is None and name == "n_total":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"latency {name} must be a whole number >= 1, got {value!r}")
+        for name in ("median", "p90", "min", "max"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise ValueError(f"latency {name} must be a finite number >= 0, got {value!r}")
 
     @property
     def cv(self) -> float:
@@ -374,6 +388,20 @@ class LatencyRecord:
     latency: Latency
     op: OpSpec | None = None
     timestamp: float = field(default_factory=time.time)
+
+
+def _check_int(name: str, value: Any, minimum: int, what: str | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {what or minimum}, got {value}")
+
+
+def _check_real(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
 
 
 def _digest(data: Any) -> str:

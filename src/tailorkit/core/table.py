@@ -100,7 +100,7 @@ class LatencyTable:
              space: str | None = None) -> LatencyTable:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # spreadsheets like to prepend a BOM
         except FileNotFoundError:
             raise TableError(f"table file {str(path)!r} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -118,12 +118,22 @@ def format_of(path: Path) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write through a temporary file and a rename: readers see the old file or the new one, never half."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise TableError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise TableError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -199,8 +209,11 @@ def _table_from_json(text: str, name: str, space: str | None) -> LatencyTable:
         raise TableError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != "tailorkit-latency-table":
         raise TableError("not a tailorkit JSON table (expected \"format\": \"tailorkit-latency-table\")")
+    raw_entries = data.get("entries")
+    if not isinstance(raw_entries, dict):
+        raise TableError("a tailorkit JSON table needs \"entries\": {key: {...}}")
     entries = {}
-    for key, value in (data.get("entries") or {}).items():
+    for key, value in raw_entries.items():
         if not isinstance(value, dict):
             raise TableError(f"entry {key!r} must be an object")
         base = _latency_entry(key, value.get("mean"), value.get("std"), value.get("n"))

@@ -12,7 +12,7 @@ from tailorkit.core.records import BenchmarkSettings, Latency
 
 def time_runs(run_once: Callable[[], object], settings: BenchmarkSettings) -> Latency:
     """Call ``run_once`` ``warmup`` times untimed, then time it ``runs`` times; with ``target_cv``, keep adding
-    batches of ``runs`` until the kept samples' CV reaches it or ``max_runs`` samples exist. The wall-clock
+    batches of ``runs`` until the kept samples' CV reaches it or ``sample_limit`` samples exist. The wall-clock
     ``timeout_s`` covers the whole measurement."""
     clock = time.perf_counter_ns
     start = clock()
@@ -41,9 +41,9 @@ def time_runs(run_once: Callable[[], object], settings: BenchmarkSettings) -> La
             if t1 > limit:
                 check_timeout()
         latency = Latency.from_samples(samples, settings.outlier, number)
-        if settings.target_cv is None or latency.cv <= settings.target_cv or len(samples) >= settings.max_runs:
+        if settings.target_cv is None or latency.cv <= settings.target_cv or len(samples) >= settings.sample_limit:
             return latency
-        batch = min(settings.runs, settings.max_runs - len(samples))
+        batch = min(settings.runs, settings.sample_limit - len(samples))
 
 
 def auto_number(warmup_ns: list[int], min_sample_ms: float) -> int:

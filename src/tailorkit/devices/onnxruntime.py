@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +47,9 @@ class OnnxRuntimeDevice(Device):
     def __init__(self, name: str = "cpu", provider: str = "CPUExecutionProvider", optimization: str = "all",
                  inter_threads: int = 1, affinity: Sequence[int] | None = None) -> None:
         super().__init__(name)
+        if not isinstance(provider, str) or not provider.endswith("ExecutionProvider"):
+            raise ConfigError(f"device {name!r}: provider must name an ONNX Runtime execution provider such as "
+                              f"'CPUExecutionProvider', got {provider!r}")
         if optimization not in OPTIMIZATION_LEVELS:
             raise ConfigError(f"device {name!r}: optimization must be one of {OPTIMIZATION_LEVELS}, "
                               f"got {optimization!r}")
@@ -68,7 +73,8 @@ class OnnxRuntimeDevice(Device):
         return DeviceInfo(
             name=self.name, kind=self.kind, hardware=host.cpu_model(), runtime="onnxruntime",
             runtime_version=ort.__version__, tailorkit_version=__version__,
-            threads=settings.threads if settings else 1, affinity=self.affinity,
+            # the effective CPU set (configured, or what taskset/cgroups left this process) shapes the numbers
+            threads=settings.threads if settings else 1, affinity=cpus,
             properties={"provider": self.provider, "optimization": self.optimization,
                         "inter_threads": str(self.inter_threads), **host.cpu_properties()},
             state=host.cpu_state(cpus),
@@ -98,8 +104,11 @@ class OnnxRuntimeDevice(Device):
             with self._pinned(), self._session(path, settings, profile_dir=tmp,
                                                input_shapes=input_shapes) as (session, feeds):
                 outputs = [o.name for o in session.get_outputs()]
+                deadline = time.monotonic() + settings.timeout_s
                 for _ in range(settings.warmup + settings.runs):
                     session.run(outputs, feeds)
+                    if time.monotonic() > deadline:
+                        raise DeviceError(f"per-op profiling exceeded its timeout of {settings.timeout_s:g} s")
                 trace = session.end_profiling()
             events = json.loads(Path(trace).read_text())
         return ops_from_trace(events, skip_runs=settings.warmup, outlier=settings.outlier)
@@ -134,14 +143,20 @@ class OnnxRuntimeDevice(Device):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[self.optimization]
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the user as one DeviceError line
         if profile_dir is not None:
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(profile_dir) / "ort")
         try:
-            session = ort.InferenceSession(str(path), options, providers=[self.provider])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a missing provider is reported below, as an error
+                session = ort.InferenceSession(str(path), options, providers=[self.provider])
         except Exception as exc:  # ORT raises its own exception types per failure kind
             raise ModelFormatError(f"ONNX Runtime cannot load {str(path)!r}: {exc}") from None
+        if self.provider not in session.get_providers():
+            # ORT silently falls back to the CPU; numbers stored under this device would be wrong
+            raise DeviceError(f"device {self.name!r}: execution provider {self.provider} is not available "
+                              f"(ONNX Runtime has {', '.join(ort.get_available_providers())})")
         feeds = {i.name: _random_input(i.type, shapes[i.name]) for i in session.get_inputs()}
         try:
             yield session, feeds
@@ -158,10 +173,17 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(d
            "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
+_MAX_INPUT_BYTES = 4 << 30
+
+
 def _random_input(ort_type: str, shape: Sequence[int]) -> np.ndarray:
     dtype = _DTYPES.get(ort_type)
     if dtype is None:
         raise ModelFormatError(f"inputs of type {ort_type} are not supported")
+    size = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    if size > _MAX_INPUT_BYTES:
+        raise ConfigError(f"an input of shape {'x'.join(map(str, shape))} needs {size / 2**30:.0f} GiB; "
+                          "check --shape")
     rng = np.random.default_rng(0)
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)

@@ -75,7 +75,7 @@ def build_table(space: str, device: str | Device = "cpu", *, resolution: int, wi
     """Measure every distinct op of ``space`` at ``resolution`` into the store (resuming what is there)."""
     config = config or load_config()
     space_obj = spaces.create(space, width=width)
-    ops = space_obj.all_ops(resolution)
+    ops = space_obj.all_ops(resolution)  # every argument is checked before the store is opened or created
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     owns_store = not isinstance(store, TableStore)

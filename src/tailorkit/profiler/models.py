@@ -55,6 +55,8 @@ def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes:
         module, shape = BUILTIN_MODELS[text](resolution)
         return _export(module, f"{text}@{resolution}", workdir, shape)
     path = Path(text)
+    if path.is_dir():
+        raise ModelFormatError(f"model {text!r} is a directory, not a model file")
     if path.suffix.lower() == ".onnx" or path.is_file():
         if not path.is_file():
             raise ModelFormatError(f"model file {text!r} does not exist")
@@ -88,14 +90,18 @@ def _import_module_attr(spec: str) -> nn.Module:
         sys.path.insert(0, str(Path.cwd()))
     try:
         obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelFormatError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module may fail in any way while importing
+        raise ModelFormatError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelFormatError(f"{module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not isinstance(obj, nn.Module) and callable(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - as above: user code
+            raise ModelFormatError(f"calling {spec!r} without arguments failed: {type(exc).__name__}: {exc}"
+                                   ) from None
     if not isinstance(obj, nn.Module):
         raise ModelFormatError(f"{spec!r} is not a torch.nn.Module (got {type(obj).__name__})")
     return obj

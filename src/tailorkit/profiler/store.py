@@ -115,11 +115,18 @@ class TableStore:
     # ---------------------------------------------------------------------------------------- writing
 
     def ensure_table(self, name: str, space: str | None = None, meta: dict[str, Any] | None = None) -> None:
+        """Create the table's row, or check that an existing table of that name describes the same ops."""
+        meta = meta or {}
         with self._begin() as conn:
-            exists = conn.execute(sa.select(_tables.c.name).where(_tables.c.name == name)).first()
-            if exists is None:
-                conn.execute(_tables.insert().values(name=name, space=space, meta_json=json.dumps(meta or {}),
+            row = conn.execute(sa.select(_tables).where(_tables.c.name == name)).first()
+            if row is None:
+                conn.execute(_tables.insert().values(name=name, space=space, meta_json=json.dumps(meta),
                                                      created_at=time.time()))
+                return
+        stored = json.loads(row.meta_json or "{}")
+        if row.space != space or stored != meta:
+            raise TableError(f"table {name!r} in {self.url} holds {row.space} {stored}, not {space} {meta}; "
+                             "choose another --name")
 
     def add(self, record: LatencyRecord) -> None:
         """Append one measurement in its own committed transaction."""
@@ -141,10 +148,10 @@ class TableStore:
     def import_table(self, table: LatencyTable, device: DeviceInfo, settings: BenchmarkSettings,
                      meta: dict[str, Any] | None = None) -> int:
         """Store a whole table (e.g. a published one) in one transaction: all of it or nothing."""
-        if self.variants(table.name):
-            raise TableError(f"a table named {table.name!r} already exists in {self.url}; choose another --name")
         now = time.time()
         with self._begin() as conn:
+            if conn.execute(sa.select(_tables.c.name).where(_tables.c.name == table.name)).first() is not None:
+                raise TableError(f"a table named {table.name!r} already exists in {self.url}; choose another --name")
             conn.execute(_tables.insert().values(name=table.name, space=table.space,
                                                  meta_json=json.dumps(meta or {}), created_at=now))
             self._ensure_device(conn, device)
@@ -195,19 +202,25 @@ class TableStore:
                                  last_measured=float(r.last), meta=json.loads(r.meta_json or "{}"))
                     for r in conn.execute(query)]
 
-    def table(self, name: str, device: str | None = None, settings_fingerprint: str | None = None
-              ) -> LatencyTable:
-        """The latest measurement per key of one variant of table ``name``: by default the most recently
-        measured one; ``device`` (a device name or fingerprint) and ``settings_fingerprint`` narrow it."""
-        variants = [v for v in self.variants(name)
-                    if device in (None, v.device_name, v.device_fingerprint)
-                    and settings_fingerprint in (None, v.settings_fingerprint)]
-        if not variants:
-            if self.variants(name):
-                raise TableError(f"table {name!r} has no variant for device {device!r} / settings "
-                                 f"{settings_fingerprint!r}; see `tailor table show {name}`")
+    def table(self, name: str, device: str | None = None, settings: str | None = None) -> LatencyTable:
+        """The latest measurement per key of one variant (device fingerprint × settings fingerprint) of table
+        ``name``. ``device`` (a device name or fingerprint prefix) and ``settings`` (a settings fingerprint
+        prefix) pick the variant; more than one match is an error listing them, never a silent choice."""
+        all_variants = self.variants(name)
+        if not all_variants:
             known = sorted({v.name for v in self.variants()})
             raise TableError(f"no table {name!r} in {self.url}; tables: {', '.join(known) or 'none'}")
+        variants = [v for v in all_variants
+                    if (device is None or device == v.device_name or v.device_fingerprint.startswith(device))
+                    and (settings is None or v.settings_fingerprint.startswith(settings))]
+        listing = "; ".join(f"device {v.device_name} {v.device_fingerprint[:8]} settings "
+                            f"{v.settings_fingerprint[:8]} ({v.entries} entries)" for v in all_variants)
+        if not variants:
+            raise TableError(f"table {name!r} has no variant for device {device!r} / settings {settings!r}; "
+                             f"it has: {listing}")
+        if len(variants) > 1:
+            raise TableError(f"table {name!r} has {len(variants)} variants; pick one with --device and/or "
+                             f"--settings: {listing}")
         chosen = variants[0]
         m = _measurements
         latest = (sa.select(m.c.key, sa.func.max(m.c.id).label("id"))
@@ -265,11 +278,14 @@ class _translate:
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"database {self._url!r}: {_reason(exc)}") from None
 
-    def __exit__(self, *exc_info: object) -> Any:
+    def __exit__(self, *exc_info: Any) -> Any:
         try:
-            return self._cm.__exit__(*exc_info)
+            handled = self._cm.__exit__(*exc_info)  # rolls the transaction back when the body failed
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"database {self._url!r}: {_reason(exc)}") from None
+        if isinstance(exc_info[1], sa.exc.SQLAlchemyError):
+            raise StorageError(f"database {self._url!r}: {_reason(exc_info[1])}") from None
+        return handled
 
 
 def _reason(exc: BaseException) -> str:
