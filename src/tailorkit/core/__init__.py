@@ -5,6 +5,7 @@ from tailorkit.core.errors import (
     DeviceError,
     MissingDependencyError,
     ModelFormatError,
+    PredictorError,
     StorageError,
     TableError,
     TailorError,
@@ -24,6 +25,6 @@ from tailorkit.core.table import LatencyTable
 
 __all__ = [
     "BenchmarkSettings", "ConfigError", "DeviceError", "DeviceInfo", "ExportArtifact", "Latency", "LatencyRecord",
-    "LatencyTable", "MissingDependencyError", "ModelFormatError", "OpLatency", "OpSpec", "Registry", "StorageError",
-    "TableError", "TailorError", "UnknownNameError",
+    "LatencyTable", "MissingDependencyError", "ModelFormatError", "OpLatency", "OpSpec", "PredictorError",
+    "Registry", "StorageError", "TableError", "TailorError", "UnknownNameError",
 ]

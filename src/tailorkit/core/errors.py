@@ -33,3 +33,7 @@ class TableError(TailorError):
 
 class StorageError(TailorError):
     """The measurement store could not be opened or written."""
+
+
+class PredictorError(TailorError):
+    """A predictor cannot be trained, loaded or applied as asked (wrong data, file or space)."""

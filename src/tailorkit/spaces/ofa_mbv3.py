@@ -7,8 +7,9 @@ feature-mix conv and the classifier. Widths scale with the width multiplier (OFA
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,16 @@ _STAGES = ((24, 2, "relu", False), (40, 2, "relu", True), (80, 2, "hswish", Fals
 _FIRST_CONV, _FIRST_BLOCK, _FINAL_EXPAND, _FEATURE_MIX = 16, 16, 960, 1280
 MAX_DEPTH = max(DEPTHS)
 N_BLOCKS = MAX_DEPTH * len(_STAGES)
+
+# lookup arrays for vectorised batches: value → choice index (-1: not a choice); block slot → stage, position
+_K_INDEX = np.full(8, -1, dtype=np.int64)
+_K_INDEX[list(KERNELS)] = np.arange(len(KERNELS))
+_E_INDEX = np.full(8, -1, dtype=np.int64)
+_E_INDEX[list(EXPANDS)] = np.arange(len(EXPANDS))
+_D_VALID = np.zeros(8, dtype=np.int8)
+_D_VALID[list(DEPTHS)] = 1
+_BLOCK_STAGE = np.repeat(np.arange(len(_STAGES)), MAX_DEPTH)
+_BLOCK_POSITION = np.tile(np.arange(MAX_DEPTH), len(_STAGES))
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,89 @@ class OFAMobileNetV3Space:
             cin = cout
         return ops + self._tail(h)
 
+    # ------------------------------------------------------------------------------------- batches
+
+    @staticmethod
+    def to_array(archs: Sequence[OFAArch]) -> np.ndarray:
+        """The k/e/d/r integer encoding, one row per arch: 20 kernels, 20 expand ratios, 5 depths, resolution."""
+        return np.array([arch.ks + arch.e + arch.d + (arch.r,) for arch in archs], dtype=np.int64).reshape(-1, 46)
+
+    @staticmethod
+    def from_array(array: np.ndarray) -> list[OFAArch]:
+        array = np.asarray(array, dtype=np.int64)
+        if array.ndim != 2 or array.shape[1] != 46:
+            raise ConfigError(f"OFA arch arrays have 46 columns (20 k, 20 e, 5 d, r), got shape {array.shape}")
+        return [OFAArch(ks=tuple(row[:20]), e=tuple(row[20:40]), d=tuple(row[40:45]), r=int(row[45]))
+                for row in array]
+
+    def op_counts(self, array: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+        """How often each op key occurs in each arch (N × len(keys)), vectorised over the batch: the design
+        matrix of a lookup-table predictor. An op an arch needs that ``keys`` lacks is an error naming it."""
+        column = {key: i for i, key in enumerate(keys)}
+        if len(column) != len(keys):
+            raise ConfigError("op keys must be distinct")
+        n_keys = len(keys)
+        counts = np.zeros((np.shape(array)[0], n_keys), dtype=np.float32)
+        for rows, fixed, slots, slot, active in self._slots(array):
+            for key in fixed:
+                counts[rows, _lookup(column, key)] += 1
+            cols = np.array([column.get(key, -1) for key in slots])[slot]
+            _require_all(cols >= 0, active, slots[slot])
+            flat = (np.arange(rows.size)[:, None] * n_keys + cols)[active]
+            counts[rows] += np.bincount(flat, minlength=rows.size * n_keys).reshape(rows.size, n_keys)
+        return counts
+
+    def lut_sum(self, array: np.ndarray, latency: Mapping[str, float]) -> np.ndarray:
+        """Σ of the table latencies of each arch's ops (N,), by gathering per block slot: no design matrix,
+        so it runs at millions of archs per second."""
+        total = np.zeros(np.shape(array)[0], dtype=np.float64)
+        for rows, fixed, slots, slot, active in self._slots(array):
+            values = np.array([latency.get(key, np.nan) for key in slots])[slot]
+            _require_all(~np.isnan(values), active, slots[slot])
+            total[rows] = sum(_lookup(latency, key) for key in fixed) + np.where(active, values, 0.0).sum(axis=1)
+        return total
+
+    def _slots(self, array: np.ndarray) -> Iterator[tuple[np.ndarray, list[str], np.ndarray, np.ndarray,
+                                                          np.ndarray]]:
+        """Per resolution in the batch: its rows, the fixed ops' keys, the flat slot keys (stage × first/later
+        block × kernel × expand), each block's (n, 20) index into them, and which blocks are active."""
+        array = np.asarray(array)
+        if array.ndim != 2 or array.shape[1] != 46 or not np.issubdtype(array.dtype, np.integer):
+            raise ConfigError(f"OFA arch arrays are integers with 46 columns (20 k, 20 e, 5 d, r), got "
+                              f"{array.dtype} {array.shape}")
+        ks, es, depth, res = array[:, :20], array[:, 20:40], array[:, 40:45], array[:, 45]
+        if (ks.min(initial=3) < 0 or es.min(initial=3) < 0 or depth.min(initial=2) < 0
+                or ks.max(initial=3) > 7 or es.max(initial=3) > 7 or depth.max(initial=2) > 7):
+            raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
+        k_idx, e_idx = _K_INDEX[ks], _E_INDEX[es]
+        if (k_idx < 0).any() or (e_idx < 0).any() or (_D_VALID[depth] == 0).any():
+            raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
+        base = (_BLOCK_STAGE * 2 + np.minimum(_BLOCK_POSITION, 1)) * len(KERNELS) * len(EXPANDS)
+        slot_all = base[None, :] + k_idx * len(EXPANDS) + e_idx
+        active_all = _BLOCK_POSITION[None, :] < depth[:, _BLOCK_STAGE]
+        for r in np.unique(res):
+            if int(r) not in RESOLUTIONS:
+                raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {int(r)}")
+            rows = np.flatnonzero(res == r) if r != res[0] or (res != r).any() else np.arange(res.size)
+            fixed, slots = self._slot_inventory(int(r))
+            yield rows, fixed, slots.ravel(), slot_all[rows], active_all[rows]
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 - spaces are few and long-lived
+    def _slot_inventory(self, r: int) -> tuple[list[str], np.ndarray]:
+        """Keys of the fixed ops at resolution ``r`` and of the block in every slot (stage × first/later
+        block × kernel × expand)."""
+        head, h = self._head(r)
+        slots = np.empty((len(_STAGES), 2, len(KERNELS), len(EXPANDS)), dtype=object)
+        cin = self.first_block
+        for stage, ((_, stride, act, se), cout) in enumerate(zip(_STAGES, self.stage_widths, strict=True)):
+            for later, (s, block_in) in enumerate(((stride, cin), (1, cout))):
+                for ki, k in enumerate(KERNELS):
+                    for ei, e in enumerate(EXPANDS):
+                        slots[stage, later, ki, ei] = self._block(h, block_in, cout, k, s, e, act, se).key
+                h = -(-h // s)
+            cin = cout
+        return [op.key for op in head + self._tail(h)], slots
+
     def build(self, arch: OFAArch) -> nn.Module:
         """The subnet with fresh weights (latency does not depend on them), in eval mode."""
         ops = self.ops(arch)
@@ -160,3 +254,17 @@ class OFAMobileNetV3Space:
 
     def input_shape(self, arch: OFAArch, batch: int = 1) -> tuple[int, int, int, int]:
         return (batch, 3, arch.r, arch.r)
+
+
+def _lookup(mapping: Mapping[str, Any], key: str) -> Any:
+    try:
+        return mapping[key]
+    except KeyError:
+        raise ConfigError(f"no latency for op {key!r}") from None
+
+
+def _require_all(ok: np.ndarray, active: np.ndarray, keys: np.ndarray) -> None:
+    missing = active & ~ok
+    if missing.any():
+        i, j = np.argwhere(missing)[0]
+        raise ConfigError(f"no latency for op {keys[i, j]!r}")

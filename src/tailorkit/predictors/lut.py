@@ -1,0 +1,92 @@
+"""Lookup-table sum: a model's latency is the sum of its ops' table entries, optionally corrected.
+
+The op sum misses what the runtime does across op boundaries (fusion, layout changes, cache effects): nn-Meter's
+fusion rules exist for that gap. Here a linear correction ``a · Σ + b``, fitted on a few measured whole models,
+absorbs its systematic part.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Self
+
+import numpy as np
+
+from tailorkit.core.errors import ConfigError, PredictorError
+from tailorkit.core.table import LatencyTable
+from tailorkit.predictors.base import Predictor, predictors
+
+
+@predictors.register("lut")
+class LutSumPredictor(Predictor):
+    """``X`` is an op-count matrix over :attr:`keys_` (a space's ``op_counts``); ``predict_archs`` skips that
+    matrix and gathers table entries per block for whole populations at once."""
+
+    kind = "lut"
+
+    def __init__(self, table: LatencyTable | None = None, *, correct: bool = True, space: str | None = None,
+                 encoding: str | None = "op-counts", device: str | None = None) -> None:
+        super().__init__(space=space or (table.space if table is not None else None), encoding=encoding,
+                         device=device or (table.device.name if table is not None and table.device else None))
+        self.correct = correct
+        if table is not None:
+            self.keys_ = list(table.entries)
+            self.latency_ = np.array([lat.mean for lat in table.entries.values()], dtype=np.float64)
+            self.coef_ = np.array([1.0, 0.0])
+            self.n_features_in_ = len(self.keys_)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"correct": self.correct}
+
+    @property
+    def table_(self) -> dict[str, float]:
+        self._check_fitted()
+        return dict(zip(self.keys_, self.latency_.tolist(), strict=True))
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
+        """Fit the end-to-end correction on measured whole models (X: their op counts, y: measured ms)."""
+        self._check_fitted()  # the table itself is the fitted part; this refines it
+        X = self._check_X(X)
+        y = self._check_y(y, X.shape[0])
+        sums = X @ self.latency_
+        if not self.correct:
+            return self
+        if X.shape[0] < 2 or np.ptp(sums) == 0:
+            # one model (or identical sums) pins only a ratio
+            self.coef_ = np.array([float(np.sum(y) / np.sum(sums)), 0.0])
+        else:
+            a, b = np.polyfit(sums, y, 1)
+            self.coef_ = np.array([a, b]) if a > 0 else np.array([float(np.sum(y) / np.sum(sums)), 0.0])
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        X = self._check_X(X)
+        return self.coef_[0] * (X @ self.latency_) + self.coef_[1]
+
+    def predict_archs(self, space: Any, array: np.ndarray) -> np.ndarray:
+        """Latency of a batch of archs in ``space``'s array form (e.g. OFA's k/e/d/r rows)."""
+        self._check_fitted()
+        try:
+            sums = space.lut_sum(array, self._lookup)
+        except ConfigError as exc:
+            raise PredictorError(f"lookup table {self.device or ''}: {exc}") from None
+        return self.coef_[0] * sums + self.coef_[1]
+
+    @property
+    def _lookup(self) -> Mapping[str, float]:
+        cached = getattr(self, "_lookup_cache", None)
+        if cached is None:
+            cached = self._lookup_cache = self.table_
+        return cached
+
+    def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+        return {}, {"latency": self.latency_, "coef": self.coef_}, {"keys.json": json.dumps(self.keys_)}
+
+    def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
+        self.keys_ = list(json.loads(blobs["keys.json"]))
+        self.latency_ = np.asarray(arrays["latency"], dtype=np.float64)
+        self.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
+        if len(self.keys_) != self.latency_.size or self.coef_.shape != (2,):
+            raise ValueError("keys and latencies do not match")

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tailorkit.core import Latency, LatencyTable, PredictorError
+from tailorkit.predictors import LutSumPredictor, evaluate, load_predictor
+from tailorkit.spaces import OFAMobileNetV3Space
+
+from .conftest import NOTE10, needs_shared
+
+
+def _table(space: OFAMobileNetV3Space, resolution: int, seed: int = 0) -> LatencyTable:
+    rng = np.random.default_rng(seed)
+    return LatencyTable("t", {op.key: Latency(mean=float(rng.uniform(0.1, 2.0)), std=0.0, n=1)
+                              for op in space.all_ops(resolution)}, space="ofa-mbv3")
+
+
+def test_lut_sum_equals_the_sum_of_entries_for_every_path() -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    table = _table(space, 160)
+    predictor = LutSumPredictor(table)
+    rng = np.random.default_rng(1)
+    archs = [space.sample(rng, resolution=160) for _ in range(50)]
+    expected = np.array([sum(table[op.key].mean for op in space.ops(a)) for a in archs])
+    array = space.to_array(archs)
+    np.testing.assert_allclose(predictor.predict_archs(space, array), expected)
+    np.testing.assert_allclose(predictor.predict(space.op_counts(array, predictor.keys_)), expected)
+
+
+def test_correction_fits_a_systematic_gap() -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    predictor = LutSumPredictor(_table(space, 128))
+    rng = np.random.default_rng(2)
+    array = space.to_array([space.sample(rng, resolution=128) for _ in range(8)])
+    counts = space.op_counts(array, predictor.keys_)
+    measured = 1.3 * (counts @ predictor.latency_) + 0.4  # whole models run 30 % slower plus a fixed cost
+    predictor.fit(counts, measured)
+    np.testing.assert_allclose(predictor.coef_, [1.3, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(predictor.predict_archs(space, array), measured, rtol=1e-6)
+
+
+def test_missing_op_names_the_op() -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    table = _table(space, 128)
+    missing_key = next(op.key for op in space.ops(space.largest(128)) if op.op_type == "expanded_conv"
+                       and op.kernel == 7 and op.stride == 1)
+    partial = LatencyTable("t", {k: v for k, v in table.entries.items() if k != missing_key})
+    with pytest.raises(PredictorError, match="no latency for op 'expanded_conv-input"):
+        LutSumPredictor(partial).predict_archs(space, space.to_array([space.largest(128)]))
+    with pytest.raises(PredictorError, match="no latency for op"):  # another resolution than the table's
+        LutSumPredictor(table).predict_archs(space, space.to_array([space.largest(160)]))
+
+
+def test_save_load_round_trip_and_corruption(tmp_path: Path) -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    predictor = LutSumPredictor(_table(space, 128), device="cpu")
+    path = predictor.save(tmp_path / "p.tlp")
+    loaded = load_predictor(path, space="ofa-mbv3")
+    assert isinstance(loaded, LutSumPredictor) and loaded.keys_ == predictor.keys_
+    array = space.to_array([space.largest(128), space.smallest(128)])
+    np.testing.assert_array_equal(loaded.predict_archs(space, array), predictor.predict_archs(space, array))
+    with pytest.raises(PredictorError, match="trained for space 'ofa-mbv3', not 'nb201'"):
+        load_predictor(path, space="nb201")
+
+    truncated = tmp_path / "truncated.tlp"
+    truncated.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(PredictorError, match="corrupt or truncated"):
+        load_predictor(truncated)
+    tampered = tmp_path / "tampered.tlp"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "arrays/latency.npy":
+                data = data[:-8] + np.float64(99.0).tobytes()
+            dst.writestr(item, data)
+    with pytest.raises(PredictorError, match="checksum mismatch"):
+        load_predictor(tampered)
+    (tmp_path / "junk.tlp").write_text("not a zip")
+    with pytest.raises(PredictorError, match="not a readable predictor"):
+        load_predictor(tmp_path / "junk.tlp")
+
+
+def test_wrong_encoding_length_and_bad_latencies() -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    predictor = LutSumPredictor(_table(space, 128))
+    with pytest.raises(PredictorError, match="encoding of length 5"):
+        predictor.predict(np.ones((2, 5)))
+    counts = np.ones((2, len(predictor.keys_)))
+    for bad in ([1.0, np.nan], [1.0, -2.0]):
+        with pytest.raises(PredictorError, match="NaN, infinite, zero or negative"):
+            predictor.fit(counts, bad)
+
+
+@needs_shared(NOTE10)
+def test_note10_table_predicts_ofa_subnets() -> None:
+    space = OFAMobileNetV3Space(width=1.2)
+    table = LatencyTable.read(NOTE10 / "224_lookup_table.yaml")
+    predictor = LutSumPredictor(table)
+    largest = predictor.predict_archs(space, space.to_array([space.largest(224)]))[0]
+    smallest = predictor.predict_archs(space, space.to_array([space.smallest(224)]))[0]
+    assert largest == pytest.approx(sum(table[op.key].mean for op in space.ops(space.largest(224))))
+    assert 0 < smallest < largest
+
+
+def test_metrics() -> None:
+    m = evaluate(np.array([10.0, 20.0, 30.0, 40.0]), np.array([10.4, 21.5, 36.0, 40.0]))
+    assert m["acc5"] == 50.0 and m["acc10"] == 75.0
+    assert m["spearman"] == pytest.approx(1.0) and m["kendall"] == pytest.approx(1.0)
+    assert m["rmse"] == pytest.approx(np.sqrt((0.16 + 2.25 + 36) / 4))
+    with pytest.raises(PredictorError):
+        evaluate(np.array([1.0, 0.0]), np.array([1.0, 1.0]))
