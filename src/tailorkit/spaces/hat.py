@@ -1,0 +1,157 @@
+"""The Hardware-Aware Transformers space (HAT, Wang et al. 2020): an encoder-decoder SubTransformer with a
+per-layer choice of FFN width and attention heads, a decoder depth, and per decoder layer how many of the last
+encoder layers its encoder-decoder attention reads.
+
+Choices (the union over HAT's latency datasets): embed dims {512, 640} (encoder and decoder separately),
+6 encoder layers, 1..6 decoder layers, FFN dim {512, 1024, 2048, 3072} and heads {2, 4, 8} per layer (encoder
+self-attention, decoder self-attention and decoder encoder-decoder attention each), arbitrary encoder-decoder
+attention {-1, 1, 2} per decoder layer (-1: the last encoder layer only; 1 and 2: the last two and three).
+
+The encoding is HAT's own 10 predictor features (``FEATURES``, the column order of its latency csvs): embed dims
+and layer counts as they are, per-layer values averaged over the active layers. Averages forget which layer had
+which value, so many archs share one encoding and there is no ``decode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from tailorkit.core.errors import ConfigError
+
+EMBED_DIMS = (512, 640)
+ENCODER_LAYERS = 6
+DECODER_LAYERS = (1, 2, 3, 4, 5, 6)
+MAX_LAYERS = 6
+FFN_DIMS = (512, 1024, 2048, 3072)
+HEADS = (2, 4, 8)
+ARBITRARY_ENDE_ATTN = (-1, 1, 2)
+
+FEATURES = (
+    "encoder_embed_dim", "encoder_layer_num", "encoder_ffn_embed_dim_avg", "encoder_self_attention_heads_avg",
+    "decoder_embed_dim", "decoder_layer_num", "decoder_ffn_embed_dim_avg", "decoder_self_attention_heads_avg",
+    "decoder_ende_attention_heads_avg", "decoder_arbitrary_ende_attn_avg",
+)
+
+_ENCODER_LISTS = (("encoder_ffn_embed_dim", FFN_DIMS), ("encoder_self_attention_heads", HEADS))
+_DECODER_LISTS = (("decoder_ffn_embed_dim", FFN_DIMS), ("decoder_self_attention_heads", HEADS),
+                  ("decoder_ende_attention_heads", HEADS), ("decoder_arbitrary_ende_attn", ARBITRARY_ENDE_ATTN))
+
+
+def _ints(name: str, values: Any) -> tuple[int, ...]:
+    try:
+        raw = tuple(values)
+        out = tuple(int(v) for v in raw)
+    except (TypeError, ValueError):
+        raw, out = (), (None,)
+    if out != raw:
+        raise ConfigError(f"HAT arch {name} must be a list of integers, got {values!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class HATArch:
+    """One SubTransformer. Encoder lists hold 6 values (one per encoder layer). Decoder lists may be given with
+    ``decoder_layer_num`` values or with 6, as HAT's configs write them; values past ``decoder_layer_num``
+    belong to layers that do not run and are dropped, so two archs that run the same network compare equal."""
+
+    encoder_embed_dim: int
+    decoder_embed_dim: int
+    decoder_layer_num: int
+    encoder_ffn_embed_dim: tuple[int, ...]
+    encoder_self_attention_heads: tuple[int, ...]
+    decoder_ffn_embed_dim: tuple[int, ...]
+    decoder_self_attention_heads: tuple[int, ...]
+    decoder_ende_attention_heads: tuple[int, ...]
+    decoder_arbitrary_ende_attn: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("encoder_embed_dim", "decoder_embed_dim"):
+            value = getattr(self, name)
+            if value not in EMBED_DIMS:
+                raise ConfigError(f"HAT arch {name} must be one of {EMBED_DIMS}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        n = self.decoder_layer_num
+        if n not in DECODER_LAYERS:
+            raise ConfigError(f"HAT arch decoder_layer_num must be one of {DECODER_LAYERS}, got {n!r}")
+        object.__setattr__(self, "decoder_layer_num", int(n))
+        for name, choices in _ENCODER_LISTS:
+            values = _ints(name, getattr(self, name))
+            if len(values) != ENCODER_LAYERS or any(v not in choices for v in values):
+                raise ConfigError(f"HAT arch {name} must be {ENCODER_LAYERS} values from {choices}, got {list(values)}")
+            object.__setattr__(self, name, values)
+        for name, choices in _DECODER_LISTS:
+            values = _ints(name, getattr(self, name))
+            if len(values) not in (n, MAX_LAYERS) or any(v not in choices for v in values):
+                raise ConfigError(f"HAT arch {name} must be {n} (decoder_layer_num) or {MAX_LAYERS} values from "
+                                  f"{choices}, got {list(values)}")
+            object.__setattr__(self, name, values[:n])
+
+    @property
+    def encoder_layer_num(self) -> int:
+        return ENCODER_LAYERS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HATArch:
+        names = [f.name for f in fields(cls)]
+        missing = [k for k in names if k not in data]
+        if missing:
+            raise ConfigError(f"HAT arch needs keys {names}; missing {missing}")
+        return cls(**{k: data[k] for k in names})
+
+
+class HATSpace:
+    """``encode`` gives HAT's 10 predictor features (float64, so they equal the csv values bit for bit)."""
+
+    name = "hat"
+    encoding_length = len(FEATURES)
+    FEATURES = FEATURES
+
+    def sample(self, rng: np.random.Generator) -> HATArch:
+        """Every choice uniform and independent, as HAT samples SubTransformers (values for all 6 decoder
+        slots are drawn, then cut to the sampled depth)."""
+        def pick(choices: Sequence[int], k: int) -> tuple[int, ...]:
+            return tuple(int(v) for v in rng.choice(choices, k))
+
+        return HATArch(
+            encoder_embed_dim=pick(EMBED_DIMS, 1)[0], decoder_embed_dim=pick(EMBED_DIMS, 1)[0],
+            decoder_layer_num=pick(DECODER_LAYERS, 1)[0],
+            encoder_ffn_embed_dim=pick(FFN_DIMS, ENCODER_LAYERS),
+            encoder_self_attention_heads=pick(HEADS, ENCODER_LAYERS),
+            decoder_ffn_embed_dim=pick(FFN_DIMS, MAX_LAYERS),
+            decoder_self_attention_heads=pick(HEADS, MAX_LAYERS),
+            decoder_ende_attention_heads=pick(HEADS, MAX_LAYERS),
+            decoder_arbitrary_ende_attn=pick(ARBITRARY_ENDE_ATTN, MAX_LAYERS))
+
+    def encode(self, arch: HATArch) -> np.ndarray:
+        return self.encode_batch([arch])[0]
+
+    def encode_batch(self, archs: Sequence[HATArch]) -> np.ndarray:
+        """``(N, 10)`` in ``FEATURES`` order. Decoder lists are padded to 6 and masked, so all averages are
+        numpy reductions over the batch: an exact integer sum divided by the active layer count, which is what
+        HAT's ``np.mean`` over the active slice computes."""
+        n = len(archs)
+        enc_embed = np.array([a.encoder_embed_dim for a in archs], dtype=np.float64)
+        dec_embed = np.array([a.decoder_embed_dim for a in archs], dtype=np.float64)
+        dec_n = np.array([a.decoder_layer_num for a in archs], dtype=np.float64)
+        enc = np.array([(a.encoder_ffn_embed_dim, a.encoder_self_attention_heads) for a in archs],
+                       dtype=np.float64).reshape(n, 2, ENCODER_LAYERS)
+        dec = np.zeros((n, len(_DECODER_LISTS), MAX_LAYERS), dtype=np.float64)
+        for i, a in enumerate(archs):
+            dec[i, :, :a.decoder_layer_num] = (a.decoder_ffn_embed_dim, a.decoder_self_attention_heads,
+                                               a.decoder_ende_attention_heads, a.decoder_arbitrary_ende_attn)
+        active = np.arange(MAX_LAYERS)[None, :] < dec_n[:, None]
+        # arbitrary attention -1/1/2 reads the last 1/2/3 encoder layers; HAT encodes it as that count
+        dec[:, 3] = np.where(active, np.where(dec[:, 3] == -1, 1.0, dec[:, 3] + 1.0), 0.0)
+        enc_avg = enc.sum(axis=2) / ENCODER_LAYERS
+        dec_avg = dec.sum(axis=2) / dec_n[:, None]
+        out = np.empty((n, len(FEATURES)), dtype=np.float64)
+        out[:, 0], out[:, 1], out[:, 2:4] = enc_embed, ENCODER_LAYERS, enc_avg
+        out[:, 4], out[:, 5], out[:, 6:10] = dec_embed, dec_n, dec_avg
+        return out
