@@ -1,7 +1,10 @@
 """Latency predictors: lookup-table sum, model-level regressors, few-shot transfer; saved without pickle."""
 
 from tailorkit.predictors.base import Predictor, load_predictor, predictors
+from tailorkit.predictors.fewshot import FewShotPredictor
 from tailorkit.predictors.lut import LutSumPredictor
 from tailorkit.predictors.metrics import evaluate
+from tailorkit.predictors.model import GBMPredictor, MLPPredictor
 
-__all__ = ["LutSumPredictor", "Predictor", "evaluate", "load_predictor", "predictors"]
+__all__ = ["FewShotPredictor", "GBMPredictor", "LutSumPredictor", "MLPPredictor", "Predictor", "evaluate",
+           "load_predictor", "predictors"]

@@ -23,6 +23,7 @@ from tailorkit.core.errors import ConfigError
 from tailorkit.spaces.fbnet import FBNetSpace
 from tailorkit.spaces.hat import FEATURES as HAT_FEATURES
 from tailorkit.spaces.nb201 import NB201Space
+from tailorkit.spaces.ofa_mbv3 import OFAArch, OFAMobileNetV3Space
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +255,73 @@ def load_hat(name: str) -> LatencyDataset:
     archs = [f"{stem}:{i}" for i in range(len(body))]
     log.debug("loaded %s: %d rows", path, len(archs))
     return LatencyDataset(f"hat/{stem}", "hat", archs, X, targets)
+
+
+# ------------------------------------------------------------------------------------------- user CSVs
+
+ENCODINGS = ("nb201", "fbnet", "hat", "ofa-mbv3")
+_ARCH_COLUMNS = {"nb201": ("arch_str", "arch"), "fbnet": ("op_idx_list", "arch"), "ofa-mbv3": ("arch",)}
+
+
+def encode_archs(encoding: str, archs: Sequence[str], *, width: float = 1.0) -> np.ndarray:
+    """Encodings of archs written as text: NB201 arch strings, FBNet op-index lists, OFA-MBv3 JSON objects
+    (``{"ks": [...], "e": [...], "d": [...], "r": 224}``) or HAT's 10 comma-separated features."""
+    if encoding == "nb201":
+        return NB201Space().encode_strings(list(archs))
+    if encoding == "fbnet":
+        return FBNetSpace().encode_strings(list(archs))
+    if encoding == "ofa-mbv3":
+        parsed = []
+        for text in archs:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"OFA arch {text[:60]!r} is not JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"OFA arch {text[:60]!r} must be a JSON object with ks, e, d, r")
+            parsed.append(OFAArch.from_dict(data))
+        return OFAMobileNetV3Space.to_array(parsed).astype(np.float64)
+    if encoding == "hat":
+        try:
+            X = np.array([[float(v) for v in text.split(",")] for text in archs], dtype=np.float64)
+        except ValueError as exc:
+            raise ConfigError(f"HAT archs are {len(HAT_FEATURES)} comma-separated numbers ({exc})") from None
+        if X.ndim != 2 or X.shape[1] != len(HAT_FEATURES):
+            raise ConfigError(f"HAT archs are the {len(HAT_FEATURES)} features {', '.join(HAT_FEATURES)}")
+        return X
+    raise ConfigError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
+
+
+def read_csv_dataset(path: str | Path, encoding: str) -> LatencyDataset:
+    """A user's CSV of archs and measured latencies: one arch column (``arch_str``/``op_idx_list``/``arch``, or
+    HAT's 10 feature columns) and any number of numeric latency columns (ms), one per device. Columns that
+    are not numbers are ignored; latencies are validated when a column is used as a target."""
+    path = Path(path)
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
+    header, body = _read_csv(path)
+    if encoding == "hat":
+        _require(path, header, HAT_FEATURES)
+        archs = [",".join(row[header.index(f)] for f in HAT_FEATURES) for row in body]
+        used = set(HAT_FEATURES)
+    else:
+        column = next((c for c in _ARCH_COLUMNS[encoding] if c in header), None)
+        if column is None:
+            raise ConfigError(f"{path} needs an arch column named {' or '.join(_ARCH_COLUMNS[encoding])}")
+        archs = _text_column(header, body, column)
+        used = {column, "nb201_index"}
+    try:
+        X = encode_archs(encoding, archs)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    targets: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        if name in used:
+            continue
+        try:
+            targets[name] = np.array([float(row[j]) if row[j].strip() else np.nan for row in body])
+        except ValueError:
+            continue  # a label or comment column
+    if encoding == "hat" and {"latency_mean_encoder", "latency_mean_decoder"} <= set(targets):
+        targets.setdefault("latency", targets["latency_mean_encoder"] + targets["latency_mean_decoder"])
+    return LatencyDataset(path.stem, encoding, archs, X, targets)

@@ -1,0 +1,260 @@
+"""Model-level predictors (HAT / BRP-NAS style): an architecture's encoding → its end-to-end latency.
+
+Two learners behind the same interface: gradient-boosted trees (LightGBM, saved in its own text format) and an
+MLP (torch for training, NumPy for prediction, weights saved as arrays). Both normalise the target (log, then
+standardised) because latencies span orders of magnitude across a space.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from tailorkit.core.errors import PredictorError
+from tailorkit.core.lazy import optional_import
+from tailorkit.predictors.base import Predictor, predictors
+
+log = logging.getLogger(__name__)
+
+# HAT's predictor (Wang et al. 2020, latency_predictor.py): feature divisors and latency norms per device kind.
+HAT_FEATURE_NORM = (640.0, 6.0, 2048.0, 6.0, 640.0, 6.0, 2048.0, 6.0, 6.0, 2.0)
+HAT_LATENCY_NORM = {"raspberrypi": 5000.0, "xeon": 300.0, "titanxp": 200.0}
+
+
+class _TargetScaler:
+    """log (optional) then standardise; the inverse maps predictions back to ms."""
+
+    def __init__(self, log_target: bool) -> None:
+        self.log_target = log_target
+
+    def fit(self, y: np.ndarray) -> np.ndarray:
+        t = np.log(y) if self.log_target else y
+        self.mean, self.std = float(t.mean()), float(t.std() or 1.0)
+        return (t - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        t = z * self.std + self.mean
+        return np.exp(t) if self.log_target else t
+
+
+@predictors.register("gbm")
+class GBMPredictor(Predictor):
+    """Gradient-boosted regression trees on the encoding (LightGBM)."""
+
+    kind = "gbm"
+
+    def __init__(self, *, n_estimators: int = 800, learning_rate: float = 0.05, num_leaves: int = 31,
+                 min_child_samples: int = 5, subsample: float = 1.0, colsample: float = 1.0, log_target: bool = True,
+                 seed: int = 0, space: str | None = None, encoding: str | None = None,
+                 device: str | None = None) -> None:
+        super().__init__(space=space, encoding=encoding, device=device)
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample = colsample
+        self.log_target = log_target
+        self.seed = seed
+
+    def get_params(self) -> dict[str, Any]:
+        return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
+                "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples,
+                "subsample": self.subsample, "colsample": self.colsample, "log_target": self.log_target,
+                "seed": self.seed}
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
+        lgb = optional_import("lightgbm", "dev", "the gbm predictor")
+        X = self._check_X(X, fitting=True)
+        y = self._check_y(y, X.shape[0])
+        scaler = _TargetScaler(self.log_target)
+        z = scaler.fit(y)
+        params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                  "min_data_in_leaf": self.min_child_samples, "bagging_fraction": self.subsample,
+                  "bagging_freq": 1 if self.subsample < 1 else 0, "feature_fraction": self.colsample,
+                  "seed": self.seed, "deterministic": True, "num_threads": 1, "verbose": -1,
+                  "min_data_in_bin": 1}
+        self.booster_ = lgb.train(params, lgb.Dataset(X, z, params={"verbose": -1}), self.n_estimators)
+        self.target_ = (scaler.mean, scaler.std)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        X = self._check_X(X)
+        scaler = _TargetScaler(self.log_target)
+        scaler.mean, scaler.std = self.target_
+        return scaler.inverse(self.booster_.predict(X, num_threads=1))
+
+    def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+        return {"target_": list(self.target_)}, {}, {"booster.txt": self.booster_.model_to_string()}
+
+    def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
+        lgb = optional_import("lightgbm", "dev", "the gbm predictor")
+        self.target_ = tuple(float(v) for v in scalars["target_"])
+        self.booster_ = lgb.Booster(model_str=blobs["booster.txt"])
+
+
+@predictors.register("mlp")
+class MLPPredictor(Predictor):
+    """A ReLU MLP. Features are standardised (or divided by fixed ``feature_norm``, HAT's way); the target is
+    log-standardised (or divided by ``latency_norm``). Trained with Adam on MSE, keeping the weights that did
+    best on a held-out tenth of the training rows; ``ensemble`` independently seeded nets are averaged."""
+
+    kind = "mlp"
+
+    def __init__(self, *, hidden: Sequence[int] = (400, 400, 400, 400), lr: float = 1e-3, steps: int = 5000,
+                 batch_size: int = 128, weight_decay: float = 0.0, ensemble: int = 1, early_stopping: bool = True,
+                 feature_norm: Sequence[float] | None = None, latency_norm: float | None = None, seed: int = 0,
+                 space: str | None = None, encoding: str | None = None, device: str | None = None) -> None:
+        super().__init__(space=space, encoding=encoding, device=device)
+        self.hidden = [int(h) for h in hidden]
+        self.lr = lr
+        self.steps = steps
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.ensemble = ensemble
+        self.early_stopping = early_stopping
+        self.feature_norm = list(feature_norm) if feature_norm is not None else None
+        self.latency_norm = latency_norm
+        self.seed = seed
+
+    @classmethod
+    def hat_preset(cls, latency_norm: float, **kwargs: Any) -> MLPPredictor:
+        """HAT's own predictor and training recipe: 10→400, 3 × 400→400, →1; fixed feature divisors and
+        latency norm; Adam lr 1e-5, 5000 steps, batch 128, MSE, no early stopping."""
+        return cls(hidden=(400, 400, 400, 400), lr=1e-5, steps=5000, batch_size=128, early_stopping=False,
+                   feature_norm=HAT_FEATURE_NORM, latency_norm=latency_norm, **kwargs)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "lr": self.lr, "steps": self.steps, "batch_size": self.batch_size,
+                "weight_decay": self.weight_decay, "ensemble": self.ensemble, "early_stopping": self.early_stopping,
+                "feature_norm": self.feature_norm, "latency_norm": self.latency_norm, "seed": self.seed}
+
+    # --------------------------------------------------------------------------------------- scaling
+
+    def _scale_X(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.x_shift_) / self.x_scale_).astype(np.float32)
+
+    def _to_z(self, y: np.ndarray) -> np.ndarray:
+        return y / self.latency_norm if self.latency_norm else (np.log(y) - self.y_shift_) / self.y_scale_
+
+    def _from_z(self, z: np.ndarray) -> np.ndarray:
+        return z * self.latency_norm if self.latency_norm else np.exp(z * self.y_scale_ + self.y_shift_)
+
+    # ------------------------------------------------------------------------------------------- fit
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
+        import torch
+
+        X = self._check_X(X, fitting=True)
+        y = self._check_y(y, X.shape[0])
+        if self.feature_norm is not None:
+            if len(self.feature_norm) != X.shape[1]:
+                raise PredictorError(f"mlp: feature_norm has {len(self.feature_norm)} values for {X.shape[1]} features")
+            self.x_shift_, self.x_scale_ = np.zeros(X.shape[1]), np.asarray(self.feature_norm, dtype=np.float64)
+        else:
+            std = X.std(axis=0)
+            self.x_shift_, self.x_scale_ = X.mean(axis=0), np.where(std > 0, std, 1.0)
+        logy = np.log(y)
+        self.y_shift_, self.y_scale_ = float(logy.mean()), float(logy.std() or 1.0)
+        Xs, z = self._scale_X(X), self._to_z(y).astype(np.float32)
+        rng = np.random.default_rng(self.seed)
+        self.layers_ = []
+        with _torch_threads(1):
+            for member in range(self.ensemble):
+                order = rng.permutation(len(z))
+                n_val = max(1, len(z) // 10) if self.early_stopping and len(z) >= 20 else 0
+                val, train = order[:n_val], order[n_val:]
+                torch.manual_seed(self.seed * 1000 + member)
+                self.layers_.append(_train_mlp(Xs[train], z[train], Xs[val], z[val], self.hidden, self.lr,
+                                               self.steps, self.batch_size, self.weight_decay, rng))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        Xs = self._scale_X(self._check_X(X))
+        z = np.mean([_forward(layers, Xs) for layers in self.layers_], axis=0)
+        return self._from_z(z.astype(np.float64))
+
+    # ----------------------------------------------------------------------------------------- state
+
+    def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+        arrays = {"x_shift": self.x_shift_, "x_scale": self.x_scale_}
+        for m, layers in enumerate(self.layers_):
+            for i, (w, b) in enumerate(layers):
+                arrays[f"m{m}_w{i}"], arrays[f"m{m}_b{i}"] = w, b
+        return {"y_shift_": self.y_shift_, "y_scale_": self.y_scale_, "members": len(self.layers_),
+                "depth": len(self.layers_[0])}, arrays, {}
+
+    def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
+        self.x_shift_, self.x_scale_ = arrays["x_shift"], arrays["x_scale"]
+        self.y_shift_, self.y_scale_ = float(scalars["y_shift_"]), float(scalars["y_scale_"])
+        self.layers_ = [[(arrays[f"m{m}_w{i}"], arrays[f"m{m}_b{i}"]) for i in range(int(scalars["depth"]))]
+                        for m in range(int(scalars["members"]))]
+
+
+def _forward(layers: list[tuple[np.ndarray, np.ndarray]], X: np.ndarray) -> np.ndarray:
+    h = X
+    for i, (w, b) in enumerate(layers):
+        h = h @ w + b
+        if i < len(layers) - 1:
+            np.maximum(h, 0, out=h)
+    return h[:, 0]
+
+
+def _train_mlp(X: np.ndarray, z: np.ndarray, Xv: np.ndarray, zv: np.ndarray, hidden: Sequence[int], lr: float,
+               steps: int, batch: int, weight_decay: float, rng: np.random.Generator
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    import torch
+    from torch import nn
+
+    sizes = [X.shape[1], *hidden, 1]
+    modules: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        modules.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            modules.append(nn.ReLU())
+    net = nn.Sequential(*modules)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    Xt, zt = torch.from_numpy(X), torch.from_numpy(z)
+    Xvt, zvt = torch.from_numpy(Xv), torch.from_numpy(zv)
+    best, best_loss = None, float("inf")
+    check_every = max(1, steps // 50)
+    for step in range(steps):
+        idx = torch.from_numpy(rng.integers(0, len(z), size=min(batch, len(z))))
+        loss = torch.mean((net(Xt[idx])[:, 0] - zt[idx]) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if len(zv) and ((step + 1) % check_every == 0 or step == steps - 1):
+            with torch.no_grad():
+                val_loss = float(torch.mean((net(Xvt)[:, 0] - zvt) ** 2))
+            if val_loss < best_loss:
+                best_loss, best = val_loss, [p.detach().clone() for p in net.parameters()]
+    if best is not None:
+        with torch.no_grad():
+            for p, saved in zip(net.parameters(), best, strict=True):
+                p.copy_(saved)
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    return [(lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for lin in linears]
+
+
+class _torch_threads:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)

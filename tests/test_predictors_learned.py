@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tailorkit.core import PredictorError
+from tailorkit.predictors import evaluate, load_predictor
+from tailorkit.predictors.fewshot import FewShotPredictor
+from tailorkit.predictors.model import GBMPredictor, MLPPredictor
+from tailorkit.spaces import NB201Space
+
+from .conftest import SHARED, needs_shared
+
+HELP = SHARED / "data" / "help"
+
+
+def _synthetic(n: int, seed: int = 0, device_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """NB201-like cells whose latency is additive in the ops plus an interaction: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    space = NB201Space()
+    X = space.encode_batch([space.sample(rng) for _ in range(n)])
+    cost = device_scale if device_scale is not None else np.array([0.0, 0.2, 1.0, 3.0, 0.8])
+    counts = X.reshape(n, 6, 5).sum(axis=1)
+    y = 2.0 + counts @ cost + 0.3 * counts[:, 3] * counts[:, 2]
+    return X, y
+
+
+@pytest.mark.parametrize("make", [lambda: GBMPredictor(n_estimators=300),
+                                  lambda: MLPPredictor(hidden=(64, 64), steps=1500, ensemble=2)])
+def test_model_level_learns_and_round_trips(tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
+    X, y = _synthetic(900)
+    Xt, yt = _synthetic(500, seed=1)
+    predictor = make()
+    predictor.space, predictor.encoding = "nb201", "nb201"
+    predictor.fit(X, y)
+    metrics = evaluate(yt, predictor.predict(Xt))
+    assert metrics["acc10"] > 90 and metrics["spearman"] > 0.95
+    loaded = load_predictor(predictor.save(tmp_path / "p.tlp"), space="nb201")
+    np.testing.assert_allclose(loaded.predict(Xt), predictor.predict(Xt), rtol=1e-6)
+    with pytest.raises(PredictorError, match="encoding of length 29"):
+        loaded.predict(Xt[:, :29])
+
+
+def test_hat_preset_is_hats_recipe() -> None:
+    preset = MLPPredictor.hat_preset(latency_norm=300.0)
+    assert preset.hidden == [400, 400, 400, 400] and preset.lr == 1e-5 and preset.steps == 5000
+    assert preset.batch_size == 128 and not preset.early_stopping and len(preset.feature_norm) == 10
+
+
+def test_bad_training_data() -> None:
+    X, y = _synthetic(50)
+    with pytest.raises(PredictorError, match="NaN"):
+        GBMPredictor().fit(X, np.where(np.arange(50) == 3, np.nan, y))
+    with pytest.raises(PredictorError, match="negative"):
+        MLPPredictor(steps=10).fit(X, -y)
+    with pytest.raises(PredictorError, match="50 encodings but 49 latencies"):
+        GBMPredictor().fit(X, y[:-1])
+    with pytest.raises(PredictorError, match="not fitted"):
+        GBMPredictor().predict(X)
+
+
+def test_fewshot_adapts_to_a_new_device_from_ten_archs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    X, _ = _synthetic(900)
+    meta = {f"dev{i}": _synthetic(900, device_scale=rng.uniform(0.1, 3.0, 5))[1] for i in range(6)}
+    predictor = FewShotPredictor(group=5, space="nb201").meta_fit(X, meta)
+    with pytest.raises(PredictorError, match="not adapted"):
+        predictor.predict(X[:3])
+    new_cost = rng.uniform(0.1, 3.0, 5)
+    Xq, yq = _synthetic(2000, seed=9, device_scale=new_cost)
+    shots = rng.choice(len(Xq), 10, replace=False)
+    predictor.fit(Xq[shots], yq[shots])
+    assert evaluate(yq, predictor.predict(Xq))["spearman"] > 0.9
+    loaded = load_predictor(predictor.save(tmp_path / "f.tlp"))
+    np.testing.assert_allclose(loaded.predict(Xq), predictor.predict(Xq))
+    with pytest.raises(PredictorError, match="meta_fit"):
+        FewShotPredictor().fit(Xq[:10], yq[:10])
+
+
+@needs_shared(HELP / "nasbench201_latency_ms.csv")
+def test_fewshot_on_help_nb201_reaches_the_published_level() -> None:
+    from tailorkit.predictors.datasets import HELP_SPLITS, hardware_embedding_index, load_nb201
+
+    data = load_nb201()
+    pool = np.arange(900)
+    predictor = FewShotPredictor(group=5, tau=0.01, noise=3e-3).meta_fit(
+        data.X[pool], {d: data.y(d)[pool] for d in HELP_SPLITS["nb201"]["train"]})
+    ref = hardware_embedding_index("nb201")
+    rhos = []
+    for device in HELP_SPLITS["nb201"]["test"]:
+        y = data.y(device)
+        predictor.fit(data.X[ref], y[ref])
+        query = np.setdiff1d(np.arange(900, 1900), ref)
+        order = np.argsort(y[query], kind="stable")
+        query = query[order[len(query) // 10: len(query) * 9 // 10]]
+        rhos.append(evaluate(y[query], predictor.predict(data.X[query]))["spearman"])
+    assert np.mean(rhos) > 0.93  # HELP (NeurIPS 2021) reports 0.932 with 10 samples
