@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -299,6 +300,157 @@ def table_import(
         count = store.import_table(table, info, settings,
                                    meta={"imported_from": str(file), "sha256": sha256_file(file)})
     out.print(f"imported {count} entries into table {table.name} ({store.url})")
+
+
+# ---------------------------------------------------------------------------------------------- predictor
+
+predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")
+app.add_typer(predictor_app, name="predictor")
+
+KINDS = ("lut", "gbm", "mlp", "hat-mlp", "fewshot")
+
+
+def _rows(spec: str | None, n: int) -> np.ndarray:
+    """``a:b`` (Python slice of the CSV's data rows), ``i,j,k``, or everything."""
+    import numpy as np
+
+    if not spec:
+        return np.arange(n)
+    try:
+        if ":" in spec:
+            start, _, stop = spec.partition(":")
+            rows = np.arange(n)[slice(int(start) if start else None, int(stop) if stop else None)]
+        else:
+            rows = np.array([int(v) for v in spec.split(",")])
+    except ValueError:
+        raise ConfigError(f"--rows {spec!r} must look like 0:900 or 3,17,42") from None
+    if rows.size == 0 or rows.min() < 0 or rows.max() >= n:
+        raise ConfigError(f"--rows {spec!r} selects no rows or rows outside 0..{n - 1}")
+    return rows
+
+
+@predictor_app.command("train")
+def predictor_train(
+    kind: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Predictor file to write (.tlp).")],
+    csv: Annotated[Path | None, typer.Option(help="CSV with an arch column and latency columns (ms).")] = None,
+    target: Annotated[str | None, typer.Option(help="Latency column to learn (the device).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="nb201, fbnet, hat or ofa-mbv3.")] = None,
+    rows: Annotated[str | None, typer.Option(help="Training rows of the CSV: 0:900 or 3,17,42 [all].")] = None,
+    table: Annotated[str | None, typer.Option(help="lut: table name in the store.")] = None,
+    table_file: Annotated[Path | None, typer.Option(help="lut: table file (OFA YAML, CSV, JSON).")] = None,
+    db: DbOpt = None,
+    device: VariantDeviceOpt = None,
+    meta_devices: Annotated[str | None, typer.Option(
+        help="fewshot: comma-separated latency columns of known devices to meta-train on.")] = None,
+    meta_rows: Annotated[str | None, typer.Option(help="fewshot: rows to meta-train on [all but --rows].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Train a predictor and save it (no pickle: a checksummed zip of arrays and JSON)."""
+    from tailorkit.predictors import FewShotPredictor, GBMPredictor, LutSumPredictor, MLPPredictor, evaluate
+    from tailorkit.predictors.datasets import read_csv_dataset
+
+    if kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "lut":
+        if (table is None) == (table_file is None):
+            raise ConfigError("--kind lut needs exactly one of --table NAME (from the store) or --table-file FILE")
+        if table_file is not None:
+            lat_table = LatencyTable.read(table_file)
+        else:
+            from tailorkit.profiler.store import TableStore
+
+            config = load_config(config_path)
+            with TableStore(db or config.store_url, create=False) as store:
+                lat_table = store.table(table, device=device)  # type: ignore[arg-type]
+        predictor = LutSumPredictor(lat_table, space=lat_table.space or "ofa-mbv3")
+        predictor.save(output)
+        out.print(f"saved a lookup-table predictor over {len(lat_table)} ops to {output}")
+        return
+    if csv is None or target is None or encoding is None:
+        raise ConfigError(f"--kind {kind} needs --csv FILE --target COLUMN --encoding NAME")
+    data = read_csv_dataset(csv, encoding)
+    y = data.y(target)
+    train = _rows(rows, len(data))
+    common = {"space": encoding, "encoding": encoding, "device": target, "seed": seed}
+    if kind == "gbm":
+        predictor = GBMPredictor(**common)
+    elif kind == "mlp":
+        predictor = MLPPredictor(ensemble=3, **common)
+    elif kind == "hat-mlp":
+        predictor = MLPPredictor.hat_preset(latency_norm=float(np.median(y[train])), **common)
+    else:
+        names = [d.strip() for d in (meta_devices or "").split(",") if d.strip()]
+        if len(names) < 2:
+            raise ConfigError("--kind fewshot needs --meta-devices with at least two known device columns")
+        meta = np.setdiff1d(_rows(meta_rows, len(data)), train) if meta_rows else np.setdiff1d(
+            np.arange(len(data)), train)
+        preset = {"nb201": {"group": 5, "tau": 0.01}, "fbnet": {"tau": 0.0}}.get(encoding, {})
+        predictor = FewShotPredictor(space=encoding, encoding=encoding, device=target, **preset)
+        predictor.meta_fit(data.X[meta], {d: data.y(d)[meta] for d in names})
+    err.print(f"[dim]training {kind} on {train.size} rows of {csv}…[/dim]")
+    predictor.fit(data.X[train], y[train])
+    predictor.save(output)
+    fit = evaluate(y[train], predictor.predict(data.X[train]))
+    out.print(f"saved {kind} predictor for {target} ({encoding}) to {output}; on its training rows: "
+              f"±10 % {fit['acc10']:.1f} %, Spearman {fit['spearman']:.3f}")
+
+
+@predictor_app.command("eval")
+def predictor_eval(
+    predictor_file: Annotated[Path, typer.Argument(help="A .tlp predictor.")],
+    csv: Annotated[Path, typer.Option(help="CSV with the same encoding and the target column.")],
+    target: Annotated[str | None, typer.Option(help="Latency column [the predictor's device].")] = None,
+    rows: Annotated[str | None, typer.Option(help="Rows to evaluate on: 900: or 3,17,42 [all].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """RMSE, MAPE, ±5 % / ±10 % accuracy, Spearman ρ and Kendall τ on measured latencies."""
+    from tailorkit.predictors import evaluate, load_predictor
+    from tailorkit.predictors.datasets import read_csv_dataset
+
+    predictor = load_predictor(predictor_file)
+    if predictor.encoding is None or predictor.kind == "lut":
+        raise ConfigError(f"{predictor_file}: a {predictor.kind} predictor is evaluated on op tables, not CSVs")
+    data = read_csv_dataset(csv, predictor.encoding)
+    column = target or predictor.device
+    if column is None:
+        raise ConfigError("say which column holds the latencies: --target COLUMN")
+    y = data.y(column)
+    selected = _rows(rows, len(data))
+    metrics = evaluate(y[selected], predictor.predict(data.X[selected]))
+    if as_json:
+        print(json.dumps({"predictor": str(predictor_file), "target": column, **metrics}))
+        return
+    table = Table(title=f"{predictor.kind} predictor on {csv.name}:{column} ({int(metrics['n'])} archs)",
+                  header_style="bold")
+    for name in ("RMSE ms", "MAPE %", "±5 %", "±10 %", "Spearman ρ", "Kendall τ"):
+        table.add_column(name, justify="right")
+    table.add_row(f"{metrics['rmse']:.4f}", f"{metrics['mape']:.2f}", f"{metrics['acc5']:.1f}",
+                  f"{metrics['acc10']:.1f}", f"{metrics['spearman']:.4f}", f"{metrics['kendall']:.4f}")
+    out.print(table)
+
+
+@predictor_app.command("predict")
+def predictor_predict(
+    predictor_file: Annotated[Path, typer.Argument(help="A .tlp predictor.")],
+    arch: Annotated[list[str], typer.Option(help="Arch: NB201 string, FBNet indices, OFA JSON, HAT features; "
+                                                 "repeatable.")],
+    width: Annotated[float, typer.Option(help="lut on ofa-mbv3: the table's width multiplier.")] = 1.0,
+) -> None:
+    """Predicted latency (ms) of one or more archs."""
+    from tailorkit.predictors import LutSumPredictor, load_predictor
+    from tailorkit.predictors.datasets import encode_archs
+    from tailorkit.spaces import OFAMobileNetV3Space
+
+    predictor = load_predictor(predictor_file)
+    if isinstance(predictor, LutSumPredictor):
+        space = OFAMobileNetV3Space(width=width)
+        values = predictor.predict_archs(space, encode_archs("ofa-mbv3", arch).astype(np.int64))
+    else:
+        values = predictor.predict(encode_archs(predictor.encoding or "", arch))
+    for text, ms in zip(arch, values, strict=True):
+        out.print(f"{ms:.4f} ms  {text}", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tailorkit.spaces import NB201Space
+
+from .conftest import NOTE10, needs_shared, run_cli
+from .test_cli import _error_line
+
+
+@pytest.fixture(scope="module")
+def nb201_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small NB201-style measurement file with three 'devices' whose latency is additive in the ops."""
+    rng = np.random.default_rng(0)
+    space = NB201Space()
+    archs = [space.sample(rng) for _ in range(1000)]
+    counts = space.encode_batch(archs).reshape(1000, 6, 5).sum(axis=1)
+    path = tmp_path_factory.mktemp("data") / "nb.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arch_str", "dev_a", "dev_b", "dev_new", "note"])
+        for arch, c in zip(archs, counts, strict=True):
+            writer.writerow([arch.to_str(), 1 + c @ [0, .1, 1, 3, .5], 2 + c @ [0, .3, .5, 1, 2],
+                             0.5 + c @ [0, .2, .8, 2.5, 1], "x"])
+    return path
+
+
+def test_train_eval_predict_gbm(tmp_path: Path, nb201_csv: Path) -> None:
+    out = tmp_path / "p.tlp"
+    trained = run_cli("predictor", "train", "--kind", "gbm", "--csv", str(nb201_csv), "--target", "dev_a",
+                      "--encoding", "nb201", "--rows", "0:800", "-o", str(out))
+    assert trained.returncode == 0, trained.stderr
+    result = run_cli("predictor", "eval", str(out), "--csv", str(nb201_csv), "--rows", "800:", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 200 and metrics["acc10"] > 90 and metrics["spearman"] > 0.95
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    predicted = run_cli("predictor", "predict", str(out), "--arch", arch)
+    assert predicted.returncode == 0, predicted.stderr
+    value = float(predicted.stdout.split()[0])
+    assert abs(value - (1 + 3 * 3 + 0.5 + 2 * 0.1)) / 10.7 < 0.15
+
+
+def test_fewshot_from_ten_rows(tmp_path: Path, nb201_csv: Path) -> None:
+    out = tmp_path / "f.tlp"
+    trained = run_cli("predictor", "train", "--kind", "fewshot", "--csv", str(nb201_csv), "--target", "dev_new",
+                      "--encoding", "nb201", "--rows", "0,1,2,3,4,5,6,7,8,9", "--meta-devices", "dev_a,dev_b",
+                      "--meta-rows", "100:400", "-o", str(out))
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads(run_cli("predictor", "eval", str(out), "--csv", str(nb201_csv), "--rows", "10:100",
+                                 "--json").stdout)
+    assert metrics["spearman"] > 0.9
+
+
+@needs_shared(NOTE10)
+def test_lut_predictor_from_a_table_file(tmp_path: Path) -> None:
+    out = tmp_path / "l.tlp"
+    assert run_cli("predictor", "train", "--kind", "lut", "--table-file", str(NOTE10 / "160_lookup_table.yaml"),
+                   "-o", str(out)).returncode == 0
+    arch = json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 160})
+    result = run_cli("predictor", "predict", str(out), "--width", "1.2", "--arch", arch)
+    assert result.returncode == 0, result.stderr and float(result.stdout.split()[0]) > 0
+    wrong = json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 224})
+    assert "no latency for op" in _error_line(run_cli("predictor", "predict", str(out), "--width", "1.2",
+                                                      "--arch", wrong))
+
+
+def test_bad_predictor_inputs(tmp_path: Path, nb201_csv: Path) -> None:
+    base = ["predictor", "train", "--csv", str(nb201_csv), "--encoding", "nb201", "-o", str(tmp_path / "x.tlp")]
+    assert "no device 'missing'" in _error_line(run_cli(*base, "--kind", "gbm", "--target", "missing"))
+    assert "--kind must be one of" in _error_line(run_cli(*base, "--kind", "forest", "--target", "dev_a"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text(nb201_csv.read_text().replace(",x\n", ",x\n", 1).replace("\n|", "\n|nor_conv_9x9", 1))
+    assert "arch" in _error_line(run_cli("predictor", "train", "--kind", "gbm", "--csv", str(bad), "--target",
+                                         "dev_a", "--encoding", "nb201", "-o", str(tmp_path / "y.tlp")))
+    negative = tmp_path / "neg.csv"
+    lines = nb201_csv.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[1] = "-3"
+    negative.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    assert "negative" in _error_line(run_cli("predictor", "train", "--kind", "gbm", "--csv", str(negative),
+                                             "--target", "dev_a", "--encoding", "nb201", "-o", str(tmp_path / "z.tlp")))
+    corrupt = tmp_path / "corrupt.tlp"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    assert "not a readable predictor" in _error_line(run_cli("predictor", "eval", str(corrupt), "--csv",
+                                                             str(nb201_csv)))
+    assert not (tmp_path / "x.tlp").exists()
