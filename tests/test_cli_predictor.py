@@ -30,9 +30,10 @@ def nb201_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_train_eval_predict_gbm(tmp_path: Path, nb201_csv: Path) -> None:
+@pytest.mark.parametrize("kind", ["gbm", "auto"])
+def test_train_eval_predict(tmp_path: Path, nb201_csv: Path, kind: str) -> None:
     out = tmp_path / "p.tlp"
-    trained = run_cli("predictor", "train", "--kind", "gbm", "--csv", str(nb201_csv), "--target", "dev_a",
+    trained = run_cli("predictor", "train", "--kind", kind, "--csv", str(nb201_csv), "--target", "dev_a",
                       "--encoding", "nb201", "--rows", "0:800", "-o", str(out))
     assert trained.returncode == 0, trained.stderr
     result = run_cli("predictor", "eval", str(out), "--csv", str(nb201_csv), "--rows", "800:", "--json")

@@ -8,7 +8,7 @@ import pytest
 from tailorkit.core import PredictorError
 from tailorkit.predictors import evaluate, load_predictor
 from tailorkit.predictors.fewshot import FewShotPredictor
-from tailorkit.predictors.model import GBMPredictor, MLPPredictor
+from tailorkit.predictors.model import AdditivePredictor, GBMPredictor, MLPPredictor, fit_best
 from tailorkit.spaces import NB201Space
 
 from .conftest import SHARED, needs_shared
@@ -97,3 +97,23 @@ def test_fewshot_on_help_nb201_reaches_the_published_level() -> None:
         query = query[order[len(query) // 10: len(query) * 9 // 10]]
         rhos.append(evaluate(y[query], predictor.predict(data.X[query]))["spearman"])
     assert np.mean(rhos) > 0.93  # HELP (NeurIPS 2021) reports 0.932 with 10 samples
+
+
+def test_additive_model_fits_additive_latency_and_ignores_outliers(tmp_path: Path) -> None:
+    X, y = _synthetic(900)
+    noisy = y.copy()
+    noisy[::25] *= 3.0  # interrupted runs: a few far-off measurements
+    Xt, yt = _synthetic(500, seed=1)
+    predictor = AdditivePredictor(group=5, space="nb201").fit(X, noisy)
+    metrics = evaluate(yt, predictor.predict(Xt))
+    assert metrics["acc5"] > 95  # the bounded loss keeps the outliers from pulling the fit
+    loaded = load_predictor(predictor.save(tmp_path / "a.tlp"))
+    np.testing.assert_allclose(loaded.predict(Xt), predictor.predict(Xt))
+
+
+def test_fit_best_chooses_on_held_out_training_rows() -> None:
+    X, y = _synthetic(600)
+    chosen = fit_best([GBMPredictor(n_estimators=20, num_leaves=4), AdditivePredictor(group=5)], X, y)
+    assert isinstance(chosen, AdditivePredictor) and chosen.is_fitted
+    with pytest.raises(PredictorError):
+        fit_best([], X, y)

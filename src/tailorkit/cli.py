@@ -307,7 +307,7 @@ def table_import(
 predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")
 app.add_typer(predictor_app, name="predictor")
 
-KINDS = ("lut", "gbm", "mlp", "hat-mlp", "fewshot")
+KINDS = ("lut", "auto", "additive", "gbm", "mlp", "hat-mlp", "fewshot")
 
 
 def _rows(spec: str | None, n: int) -> np.ndarray:
@@ -348,7 +348,15 @@ def predictor_train(
     config_path: ConfigOpt = None,
 ) -> None:
     """Train a predictor and save it (no pickle: a checksummed zip of arrays and JSON)."""
-    from tailorkit.predictors import FewShotPredictor, GBMPredictor, LutSumPredictor, MLPPredictor, evaluate
+    from tailorkit.predictors import (
+        AdditivePredictor,
+        FewShotPredictor,
+        GBMPredictor,
+        LutSumPredictor,
+        MLPPredictor,
+        evaluate,
+        fit_best,
+    )
     from tailorkit.predictors.datasets import read_csv_dataset
 
     if kind not in KINDS:
@@ -374,7 +382,17 @@ def predictor_train(
     y = data.y(target)
     train = _rows(rows, len(data))
     common = {"space": encoding, "encoding": encoding, "device": target, "seed": seed}
-    if kind == "gbm":
+    group = {"nb201": 5, "fbnet": 9}.get(encoding)
+    additive = {"group": group, "onehot": encoding == "fbnet", "degree": 1 if encoding == "fbnet" else 2} \
+        if group else {"degree": 1}
+    no_seed = {k: v for k, v in common.items() if k != "seed"}
+    if kind == "auto":
+        err.print(f"[dim]choosing between additive and gbm on a fifth of {train.size} rows…[/dim]")
+        predictor = fit_best([AdditivePredictor(**additive, **no_seed), GBMPredictor(**common)], data.X[train],
+                             y[train], seed=seed)
+    elif kind == "additive":
+        predictor = AdditivePredictor(**additive, **no_seed)
+    elif kind == "gbm":
         predictor = GBMPredictor(**common)
     elif kind == "mlp":
         predictor = MLPPredictor(ensemble=3, **common)
@@ -389,8 +407,9 @@ def predictor_train(
         preset = {"nb201": {"group": 5, "tau": 0.01}, "fbnet": {"tau": 0.0}}.get(encoding, {})
         predictor = FewShotPredictor(space=encoding, encoding=encoding, device=target, **preset)
         predictor.meta_fit(data.X[meta], {d: data.y(d)[meta] for d in names})
-    err.print(f"[dim]training {kind} on {train.size} rows of {csv}…[/dim]")
-    predictor.fit(data.X[train], y[train])
+    if kind != "auto":
+        err.print(f"[dim]training {kind} on {train.size} rows of {csv}…[/dim]")
+        predictor.fit(data.X[train], y[train])
     predictor.save(output)
     fit = evaluate(y[train], predictor.predict(data.X[train]))
     out.print(f"saved {kind} predictor for {target} ({encoding}) to {output}; on its training rows: "

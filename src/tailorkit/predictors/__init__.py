@@ -4,7 +4,7 @@ from tailorkit.predictors.base import Predictor, load_predictor, predictors
 from tailorkit.predictors.fewshot import FewShotPredictor
 from tailorkit.predictors.lut import LutSumPredictor
 from tailorkit.predictors.metrics import evaluate
-from tailorkit.predictors.model import GBMPredictor, MLPPredictor
+from tailorkit.predictors.model import AdditivePredictor, GBMPredictor, MLPPredictor, fit_best
 
-__all__ = ["FewShotPredictor", "GBMPredictor", "LutSumPredictor", "MLPPredictor", "Predictor", "evaluate",
-           "load_predictor", "predictors"]
+__all__ = ["AdditivePredictor", "FewShotPredictor", "GBMPredictor", "LutSumPredictor", "MLPPredictor", "Predictor",
+           "evaluate", "fit_best", "load_predictor", "predictors"]

@@ -1,0 +1,330 @@
+"""Latency-predictor benchmark on public measurements (../shared/data) and on this machine's CPU.
+
+Sections (each in one run, on the same splits for every method compared):
+
+* **HAT protocol** — each of HAT's 7 tables; a random shuffle then an 80/10/10 split per seed; HAT's own MLP
+  and training recipe (``MLPPredictor.hat_preset``: lr 1e-5, 5000 steps, batch 128) against ours; RMSE (ms)
+  and MAPD (%) on the test rows, mean ± std over seeds.
+* **NAS-Bench-201 and FBNet** — every device column; the first 900 archs train, all others test; ±10 %
+  accuracy and Spearman ρ of two baselines (a linear fit on op counts, the FLOPs/params proxy; scikit-learn's
+  HistGradientBoostingRegressor on the one-hot encoding with a log target) and ours.
+* **Few-shot** — HELP's protocol and device split (meta-train on the training pool of the meta-train devices;
+  adapt on 5 / 10 / 20 archs of each meta-test device: the first 5 / all 10 reference archs of
+  ``hardware_embedding_index.json`` / those plus 10 pool archs; query = the next 1000 indices without the
+  reference archs, top and bottom 10 % of latencies dropped); mean Spearman ρ.
+* **Throughput** — predictions per second for a batch of 100 000 archs.
+* **Our CPU** (``--cpu-subnets N``) — LUT-sum from a table measured here vs the end-to-end latency of N random
+  OFA-MBv3 subnets measured here; error distribution and ±10 % accuracy, with and without the linear
+  correction (fitted on 10 of the subnets, evaluated on the rest).
+
+Writes ``benchmarks/results/predictors.{json,md}`` (``--quick``: ``predictors.quick.*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from tailorkit.core.records import BenchmarkSettings
+from tailorkit.predictors import FewShotPredictor, GBMPredictor, LutSumPredictor, MLPPredictor, evaluate
+from tailorkit.predictors.datasets import (
+    HELP_SPLITS,
+    LatencyDataset,
+    hardware_embedding_index,
+    hat_files,
+    load_fbnet,
+    load_hat,
+    load_nb201,
+)
+from tailorkit.predictors.model import HAT_LATENCY_NORM, AdditivePredictor, fit_best
+
+RESULTS = Path(__file__).resolve().parent / "results"
+log = logging.getLogger("bench")
+
+# HELP's FBNet tables have no 256-batch GPU columns; the 64-batch ones take their place.
+FBNET_SPLITS = {split: [d.replace("_256", "_64") for d in devices] for split, devices in HELP_SPLITS["nb201"].items()}
+
+
+def fit_ours(space: str, X: np.ndarray, y: np.ndarray) -> Any:
+    """Our model-level predictor for a tabular space: the additive model (quadratic in the op counts, plus the
+    one-hot encoding for FBNet's per-layer choices) or gradient boosting, whichever is more accurate on a
+    held-out fifth of the training rows."""
+    group = 5 if space == "nb201" else 9
+    candidates = [AdditivePredictor(group=group, onehot=space == "fbnet", degree=2 if space == "nb201" else 1),
+                  GBMPredictor()]
+    return fit_best(candidates, X, y)
+
+
+# --------------------------------------------------------------------------------------------------- HAT
+
+
+def bench_hat(seeds: list[int], quick: bool) -> dict[str, Any]:
+    rows = {}
+    for name in hat_files()[: 2 if quick else None]:
+        data = load_hat(name)
+        y = data.y("latency")
+        norm = next(v for k, v in HAT_LATENCY_NORM.items() if k in name)
+        results: dict[str, list[tuple[float, float]]] = {"hat": [], "ours": []}
+        for seed in seeds:
+            order = np.random.default_rng(seed).permutation(len(y))
+            n_train, n_valid = int(0.8 * len(y)), int(0.1 * len(y))
+            test = order[n_train + n_valid:]
+            hat = MLPPredictor.hat_preset(latency_norm=norm, seed=seed, steps=500 if quick else 5000)
+            mine = GBMPredictor(n_estimators=600, learning_rate=0.03, seed=seed)
+            for label, model in (("hat", hat), ("ours", mine)):
+                model.fit(data.X[order[:n_train]], y[order[:n_train]])  # both on the same 80 %
+                m = evaluate(y[test], model.predict(data.X[test]))
+                results[label].append((m["rmse"], m["mape"]))
+        rows[name] = {label: {"rmse": _ms(v, 0), "mapd": _ms(v, 1)} for label, v in results.items()}
+        log.info("HAT %s: hat rmse %.2f, ours %.2f", name, rows[name]["hat"]["rmse"][0], rows[name]["ours"]["rmse"][0])
+    return rows
+
+
+def _ms(values: list[tuple[float, float]], i: int) -> tuple[float, float]:
+    a = np.array([v[i] for v in values])
+    return float(a.mean()), float(a.std())
+
+
+# ------------------------------------------------------------------------------------------ NB201 / FBNet
+
+
+def op_counts(data: LatencyDataset) -> np.ndarray:
+    group = 5 if data.space == "nb201" else 9
+    return data.X.reshape(len(data), -1, group).sum(axis=1)
+
+
+def bench_tabular(data: LatencyDataset, quick: bool) -> dict[str, Any]:
+    train, test = np.arange(900), np.arange(900, len(data))
+    counts = op_counts(data)
+    rows = {}
+    for device in data.devices[: 4 if quick else None]:
+        y = data.y(device)
+        design = np.c_[np.ones(len(counts)), counts]
+        coef, *_ = np.linalg.lstsq(design[train], y[train], rcond=None)
+        linear = design[test] @ coef
+        hgb = HistGradientBoostingRegressor(random_state=0).fit(data.X[train], np.log(y[train]))
+        predictor = fit_ours(data.space, data.X[train], y[train])
+        rows[device] = {
+            "linear-counts": _acc(y[test], np.maximum(linear, 1e-6)),
+            "hist-gbm": _acc(y[test], np.exp(hgb.predict(data.X[test]))),
+            "ours": _acc(y[test], predictor.predict(data.X[test])),
+        }
+        log.info("%s %s: hgb %.1f %%, ours %.1f %%", data.space, device, rows[device]["hist-gbm"]["acc10"],
+                 rows[device]["ours"]["acc10"])
+    return rows
+
+
+def _acc(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    m = evaluate(y, p)
+    return {"acc10": m["acc10"], "spearman": m["spearman"]}
+
+
+# -------------------------------------------------------------------------------------------- few-shot
+
+
+def bench_fewshot(data: LatencyDataset, splits: dict[str, list[str]], pool: int, preset: dict[str, Any]
+                  ) -> dict[str, Any]:
+    ref = hardware_embedding_index(data.space)
+    pool_rows = np.arange(pool)
+    predictor = FewShotPredictor(**preset).meta_fit(data.X[pool_rows],
+                                                    {d: data.y(d)[pool_rows] for d in splits["train"]})
+    extra = [i for i in np.random.default_rng(0).permutation(pool) if i not in set(ref)][:10]
+    shots = {5: ref[:5], 10: ref, 20: list(ref) + extra}
+    out: dict[str, Any] = {}
+    for k, rows in shots.items():
+        per_device = {}
+        for device in splits["test"]:
+            y = data.y(device)
+            query = np.setdiff1d(np.arange(pool, min(pool + 1000, len(data))), ref)
+            order = np.argsort(y[query], kind="stable")
+            query = query[order[len(query) // 10: len(query) * 9 // 10]]
+            predictor.fit(data.X[rows], y[rows])
+            per_device[device] = evaluate(y[query], predictor.predict(data.X[query]))["spearman"]
+        out[str(k)] = {"per_device": per_device, "mean": float(np.mean(list(per_device.values())))}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ throughput
+
+
+def bench_throughput(nb201: LatencyDataset) -> dict[str, float]:
+    from tailorkit.core.table import LatencyTable
+    from tailorkit.spaces import OFAMobileNetV3Space
+
+    space = OFAMobileNetV3Space(width=1.0)
+    rng = np.random.default_rng(0)
+    from tailorkit.core.records import Latency
+
+    table = LatencyTable("t", {op.key: Latency(mean=float(rng.uniform(0.1, 2)), std=0.0, n=1)
+                               for op in space.all_ops(160)})
+    lut = LutSumPredictor(table)
+    archs = space.to_array([space.sample(rng, resolution=160) for _ in range(1000)])
+    batch = np.tile(archs, (100, 1))
+    out = {"lut": _rate(lambda: lut.predict_archs(space, batch), len(batch))}
+    y = nb201.y("1080ti_1")
+    X = np.tile(nb201.X, (7, 1))[:100_000]
+    out["gbm"] = _rate(GBMPredictor().fit(nb201.X[:900], y[:900]).predict, len(X), X)
+    out["mlp"] = _rate(MLPPredictor(steps=300).fit(nb201.X[:900], y[:900]).predict, len(X), X)
+    out["additive"] = _rate(AdditivePredictor(group=5).fit(nb201.X[:900], y[:900]).predict, len(X), X)
+    preset = FewShotPredictor(group=5).meta_fit(nb201.X[:900], {d: nb201.y(d)[:900] for d in nb201.devices[:4]})
+    out["fewshot"] = _rate(preset.fit(nb201.X[:10], y[:10]).predict, len(X), X)
+    return out
+
+
+def _rate(fn: Callable[..., Any], n: int, *args: Any) -> float:
+    fn(*args)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+# -------------------------------------------------------------------------------------------- our CPU
+
+
+def bench_cpu(n_subnets: int, resolution: int) -> dict[str, Any]:
+    from tailorkit.profiler.api import build_table, profile
+    from tailorkit.profiler.store import TableStore
+    from tailorkit.spaces import OFAMobileNetV3Space
+
+    space = OFAMobileNetV3Space(width=1.0)
+    settings = BenchmarkSettings()
+    with tempfile.TemporaryDirectory() as tmp, TableStore(f"sqlite:///{tmp}/t.db") as store:
+        report = build_table("ofa-mbv3", "cpu", resolution=resolution, store=store, settings=settings)
+        table = store.table(report.table)
+    lut = LutSumPredictor(table)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng, resolution=resolution) for _ in range(n_subnets)]
+    measured = []
+    for i, arch in enumerate(archs):
+        result = profile(space.build(arch), "cpu", settings=settings, input_shapes={"": space.input_shape(arch)})
+        measured.append(result.latency.median)
+        if (i + 1) % 10 == 0:
+            log.info("measured %d/%d subnets", i + 1, n_subnets)
+    y = np.array(measured)
+    array = space.to_array(archs)
+    raw = lut.predict_archs(space, array)
+    fit_rows, eval_rows = np.arange(10), np.arange(10, n_subnets)
+    lut.fit(space.op_counts(array[fit_rows], lut.keys_), y[fit_rows])
+    corrected = lut.predict_archs(space, array)
+    rel_raw = (raw - y) / y * 100
+    return {
+        "resolution": resolution, "subnets": n_subnets, "table_build_s": report.wall_s,
+        "measured_ms": {"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())},
+        "lut_sum": {**evaluate(y, raw), "error_pct_p10_p50_p90": np.percentile(rel_raw, [10, 50, 90]).tolist()},
+        "lut_sum_corrected": {**evaluate(y[eval_rows], corrected[eval_rows]), "coef": lut.coef_.tolist()},
+    }
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = ["# Latency predictors", "", f"{r['machine']}, {r['date']}", ""]
+    if r.get("hat"):
+        seeds = ", ".join(map(str, r["seeds"]))
+        lines += [f"## HAT protocol (RMSE ms / MAPD %, mean ± std over seeds {seeds})", "",
+                  "| file | HAT MLP RMSE | ours (GBM) RMSE | HAT MAPD | ours MAPD | ours better |",
+                  "|---|---|---|---|---|---|"]
+        for name, v in r["hat"].items():
+            h, o = v["hat"], v["ours"]
+            better = "yes" if o["rmse"][0] < h["rmse"][0] else "NO"
+            lines.append(f"| {name} | {h['rmse'][0]:.2f} ± {h['rmse'][1]:.2f} | {o['rmse'][0]:.2f} ± "
+                         f"{o['rmse'][1]:.2f} | {h['mapd'][0]:.2f} | {o['mapd'][0]:.2f} | {better} |")
+        lines.append("")
+    for space in ("nb201", "fbnet"):
+        if space not in r:
+            continue
+        rows = r[space]
+        lines += [f"## {space}: 900 training archs, ±10 % accuracy / Spearman ρ on the rest", "",
+                  "| device | linear on op counts | HistGBM (one-hot, log) | ours |", "|---|---|---|---|"]
+        for device, v in rows.items():
+            lines.append(f"| {device} | " + " | ".join(f"{v[m]['acc10']:.1f} / {v[m]['spearman']:.3f}"
+                                                       for m in ("linear-counts", "hist-gbm", "ours")) + " |")
+        means = {m: np.mean([v[m]["acc10"] for v in rows.values()]) for m in ("linear-counts", "hist-gbm", "ours")}
+        lines += ["| **mean** | " + " | ".join(f"**{means[m]:.1f}**" for m in means) + " |", ""]
+    for space in ("fewshot_nb201", "fewshot_fbnet"):
+        if space in r:
+            lines += [f"## Few-shot ({space.split('_')[1]}, HELP split): mean Spearman ρ", "",
+                      "| shots | " + " | ".join(r[space]["10"]["per_device"]) + " | mean |",
+                      "|---|" + "---|" * (len(r[space]["10"]["per_device"]) + 1)]
+            for k, v in r[space].items():
+                lines.append(f"| {k} | " + " | ".join(f"{x:.3f}" for x in v["per_device"].values())
+                             + f" | **{v['mean']:.3f}** |")
+            lines.append("")
+    if "throughput" in r:
+        lines += ["## Throughput (predictions/s, batch of 100 000)", "",
+                  "| " + " | ".join(r["throughput"]) + " |", "|" + "---|" * len(r["throughput"]),
+                  "| " + " | ".join(f"{v:,.0f}" for v in r["throughput"].values()) + " |", ""]
+    if "cpu" in r:
+        c = r["cpu"]
+        lines += [f"## Our CPU: LUT-sum vs {c['subnets']} measured OFA-MBv3 subnets at {c['resolution']}", "",
+                  f"- measured median latency {c['measured_ms']['median']:.2f} ms "
+                  f"({c['measured_ms']['min']:.2f}–{c['measured_ms']['max']:.2f})",
+                  f"- LUT sum: ±10 % {c['lut_sum']['acc10']:.1f} %, MAPE {c['lut_sum']['mape']:.1f} %, "
+                  f"ρ {c['lut_sum']['spearman']:.3f}, error p10/p50/p90 "
+                  + " / ".join(f"{e:+.1f} %" for e in c["lut_sum"]["error_pct_p10_p50_p90"]),
+                  f"- with the linear correction fitted on 10 subnets: ±10 % {c['lut_sum_corrected']['acc10']:.1f} %, "
+                  f"MAPE {c['lut_sum_corrected']['mape']:.1f} %", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few devices/files, short training: smoke test")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--cpu-subnets", type=int, default=100, help="0 skips the CPU section")
+    parser.add_argument("--cpu-resolution", type=int, default=160)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["hat", "tabular", "fewshot", "throughput", "cpu"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
+    import onnxruntime
+    import torch
+
+    from tailorkit.devices.host import cpu_model
+
+    seeds = list(range(1 if args.quick else args.seeds))
+    r: dict[str, Any] = {
+        "machine": f"{cpu_model()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+                   f"onnxruntime {onnxruntime.__version__}",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seeds": seeds, "quick": args.quick,
+    }
+    t0 = time.perf_counter()
+    nb201, fbnet = load_nb201(), load_fbnet()
+    if "hat" not in args.skip:
+        r["hat"] = bench_hat(seeds, args.quick)
+    if "tabular" not in args.skip:
+        r["nb201"] = bench_tabular(nb201, args.quick)
+        r["fbnet"] = bench_tabular(fbnet, args.quick)
+    if "fewshot" not in args.skip:
+        r["fewshot_nb201"] = bench_fewshot(nb201, HELP_SPLITS["nb201"], 900, {"group": 5, "tau": 0.01})
+        r["fewshot_fbnet"] = bench_fewshot(fbnet, FBNET_SPLITS, 4000, {"tau": 0.0})
+    if "throughput" not in args.skip:
+        r["throughput"] = bench_throughput(nb201)
+    if "cpu" not in args.skip and args.cpu_subnets > 0:
+        r["cpu"] = bench_cpu(10 if args.quick else args.cpu_subnets, args.cpu_resolution)
+    r["wall_s"] = time.perf_counter() - t0
+    stem = "predictors.quick" if args.quick else "predictors"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1))
+    text = markdown(r)
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
