@@ -14,12 +14,10 @@ reading with any op order and any edge order. The data loaders keep that order a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from tailorkit.core.errors import ConfigError
+from tailorkit.spaces.categorical import CategoricalSpace, check_choices
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 """Candidate ops; an arch stores positions in this tuple (``none`` = 0 … ``avg_pool_3x3`` = 4)."""
@@ -49,13 +47,7 @@ class NB201Arch:
     ops: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        try:
-            ops = tuple(int(v) for v in self.ops)
-        except (TypeError, ValueError):
-            ops = ()
-        if len(ops) != N_EDGES or any(not 0 <= v < len(OPS) for v in ops):
-            raise ConfigError(f"a NAS-Bench-201 arch is {N_EDGES} op indices in 0..{len(OPS) - 1}, got {self.ops!r}")
-        object.__setattr__(self, "ops", ops)
+        object.__setattr__(self, "ops", check_choices(self.ops, N_EDGES, len(OPS), "a NAS-Bench-201 arch", "op"))
 
     @property
     def op_names(self) -> tuple[str, ...]:
@@ -72,45 +64,12 @@ class NB201Arch:
         return cls(_parse(s))
 
 
-class NB201Space:
-    """Encoding: per edge a one-hot over ``OPS``, edges in arch-string order, flattened (6×5 = 30, float32).
-    It is lossless, so ``decode`` inverts it."""
+class NB201Space(CategoricalSpace):
+    """Encoding: per edge a one-hot over ``OPS``, edges in order, flattened (6×5 = 30). Lossless."""
 
     name = "nb201"
-    size = len(OPS) ** N_EDGES
-    encoding_length = N_EDGES * len(OPS)
-
-    def sample(self, rng: np.random.Generator) -> NB201Arch:
-        """Uniform over all 15625 cells."""
-        return NB201Arch(tuple(int(v) for v in rng.integers(0, len(OPS), N_EDGES)))
-
-    @staticmethod
-    def _one_hot(ops: np.ndarray) -> np.ndarray:
-        n = ops.shape[0]
-        out = np.zeros((n, N_EDGES, len(OPS)), dtype=np.float32)
-        out[np.arange(n)[:, None], np.arange(N_EDGES)[None, :], ops] = 1.0
-        return out.reshape(n, N_EDGES * len(OPS))
-
-    def encode(self, arch: NB201Arch) -> np.ndarray:
-        return self._one_hot(np.asarray([arch.ops], dtype=np.intp))[0]
-
-    def encode_batch(self, archs: Sequence[NB201Arch]) -> np.ndarray:
-        """``(N, 30)``; one numpy scatter for the whole batch."""
-        ops = np.asarray([a.ops for a in archs], dtype=np.intp).reshape(-1, N_EDGES)
-        return self._one_hot(ops)
-
-    def encode_strings(self, strings: Sequence[str]) -> np.ndarray:
-        """``encode_batch`` straight from arch strings, without building an ``NB201Arch`` per row (the loaders
-        encode all 15625 at once). Malformed strings raise ``ConfigError`` as ``from_str`` does."""
-        ops = np.asarray([_parse(s) for s in strings], dtype=np.intp).reshape(-1, N_EDGES)
-        return self._one_hot(ops)
-
-    def decode(self, vec: np.ndarray) -> NB201Arch:
-        """Inverse of ``encode``; anything that is not exactly one 1 per edge raises ``ConfigError``."""
-        grid = np.asarray(vec, dtype=np.float64)
-        if grid.size != self.encoding_length:
-            raise ConfigError(f"an NB201 encoding has {self.encoding_length} values, got shape {grid.shape}")
-        grid = grid.reshape(N_EDGES, len(OPS))
-        if not (np.isin(grid, (0.0, 1.0)).all() and (grid.sum(axis=1) == 1).all()):
-            raise ConfigError("an NB201 encoding must be one-hot per edge (6 rows of 5, each a single 1)")
-        return NB201Arch(tuple(int(v) for v in grid.argmax(axis=1)))
+    positions = N_EDGES
+    choices = OPS
+    position_word = "edge"
+    arch_type = NB201Arch
+    parse = staticmethod(_parse)
