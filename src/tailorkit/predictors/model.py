@@ -14,7 +14,6 @@ from typing import Any, Self
 import numpy as np
 
 from tailorkit.core.errors import PredictorError
-from tailorkit.core.lazy import optional_import
 from tailorkit.predictors.base import Predictor, predictors
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class GBMPredictor(Predictor):
                 "seed": self.seed}
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
-        lgb = optional_import("lightgbm", "dev", "the gbm predictor")
+        import lightgbm as lgb  # a core dependency, imported here to keep `import tailorkit` light
         X = self._check_X(X, fitting=True)
         y = self._check_y(y, X.shape[0])
         scaler = _TargetScaler(self.log_target)
@@ -93,7 +92,7 @@ class GBMPredictor(Predictor):
         return {"target_": list(self.target_)}, {}, {"booster.txt": self.booster_.model_to_string()}
 
     def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
-        lgb = optional_import("lightgbm", "dev", "the gbm predictor")
+        import lightgbm as lgb  # a core dependency, imported here to keep `import tailorkit` light
         self.target_ = tuple(float(v) for v in scalars["target_"])
         self.booster_ = lgb.Booster(model_str=blobs["booster.txt"])
 
