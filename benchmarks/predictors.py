@@ -290,6 +290,7 @@ def main() -> None:
     parser.add_argument("--cpu-subnets", type=int, default=100, help="0 skips the CPU section")
     parser.add_argument("--cpu-resolution", type=int, default=160)
     parser.add_argument("--skip", nargs="*", default=[], choices=["hat", "tabular", "fewshot", "throughput", "cpu"])
+    parser.add_argument("--stem", default=None, help="results file name [predictors, or predictors.quick]")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
     import onnxruntime
@@ -318,7 +319,7 @@ def main() -> None:
     if "cpu" not in args.skip and args.cpu_subnets > 0:
         r["cpu"] = bench_cpu(10 if args.quick else args.cpu_subnets, args.cpu_resolution)
     r["wall_s"] = time.perf_counter() - t0
-    stem = "predictors.quick" if args.quick else "predictors"
+    stem = args.stem or ("predictors.quick" if args.quick else "predictors")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1))
     text = markdown(r)

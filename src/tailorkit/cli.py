@@ -312,8 +312,6 @@ KINDS = ("lut", "auto", "additive", "gbm", "mlp", "hat-mlp", "fewshot")
 
 def _rows(spec: str | None, n: int) -> np.ndarray:
     """``a:b`` (Python slice of the CSV's data rows), ``i,j,k``, or everything."""
-    import numpy as np
-
     if not spec:
         return np.arange(n)
     try:
