@@ -113,3 +113,15 @@ def test_metrics() -> None:
     assert m["rmse"] == pytest.approx(np.sqrt((0.16 + 2.25 + 36) / 4))
     with pytest.raises(PredictorError):
         evaluate(np.array([1.0, 0.0]), np.array([1.0, 1.0]))
+
+
+def test_correction_ignores_an_interrupted_run() -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    predictor = LutSumPredictor(_table(space, 128))
+    rng = np.random.default_rng(4)
+    array = space.to_array([space.sample(rng, resolution=128) for _ in range(10)])
+    counts = space.op_counts(array, predictor.keys_)
+    measured = 1.2 * (counts @ predictor.latency_)
+    measured[3] *= 2.5  # one whole-model run hit by preemption
+    predictor.fit(counts, measured)
+    assert predictor.coef_[0] == pytest.approx(1.2, rel=0.02) and abs(predictor.coef_[1]) < 0.5

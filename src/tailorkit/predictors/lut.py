@@ -1,8 +1,8 @@
 """Lookup-table sum: a model's latency is the sum of its ops' table entries, optionally corrected.
 
 The op sum misses what the runtime does across op boundaries (fusion, layout changes, cache effects): nn-Meter's
-fusion rules exist for that gap. Here a linear correction ``a · Σ + b``, fitted on a few measured whole models,
-absorbs its systematic part.
+fusion rules exist for that gap. Here a linear correction ``a · Σ + b``, fitted robustly (Theil–Sen) on a few
+measured whole models, absorbs its systematic part.
 """
 
 from __future__ import annotations
@@ -52,12 +52,16 @@ class LutSumPredictor(Predictor):
         sums = X @ self.latency_
         if not self.correct:
             return self
-        if X.shape[0] < 2 or np.ptp(sums) == 0:
-            # one model (or identical sums) pins only a ratio
-            self.coef_ = np.array([float(np.sum(y) / np.sum(sums)), 0.0])
-        else:
-            a, b = np.polyfit(sums, y, 1)
-            self.coef_ = np.array([a, b]) if a > 0 else np.array([float(np.sum(y) / np.sum(sums)), 0.0])
+        ratio = np.array([float(np.median(y / sums)), 0.0])
+        if X.shape[0] < 3 or np.ptp(sums) == 0:
+            self.coef_ = ratio  # too few (or identical) models pin only a ratio
+            return self
+        # Theil–Sen: a few whole-model runs hit by interrupts must not tilt the line (least squares on 10
+        # points with one 2× outlier did, on a shared machine)
+        from scipy.stats import theilslopes
+
+        a, b, *_ = theilslopes(y, sums, method="joint")
+        self.coef_ = np.array([a, b]) if a > 0 else ratio
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
