@@ -117,3 +117,20 @@ def test_fit_best_chooses_on_held_out_training_rows() -> None:
     assert isinstance(chosen, AdditivePredictor) and chosen.is_fitted
     with pytest.raises(PredictorError):
         fit_best([], X, y)
+
+
+def test_ridge_with_hat_totals_learns_a_decoder_dominated_latency(tmp_path: Path) -> None:
+    from tailorkit.predictors.model import RidgePredictor
+    from tailorkit.spaces import HATSpace
+
+    space = HATSpace()
+    rng = np.random.default_rng(0)
+    X = space.encode_batch([space.sample(rng) for _ in range(600)])
+    # the decoder runs per token: latency grows with layers × width, which the averaged features hide
+    y = 20 + 3.0 * X[:, 5] * X[:, 6] / 1000 + 0.5 * X[:, 5] * X[:, 8]
+    predictor = RidgePredictor(features="hat").fit(X[:500], y[:500])
+    assert evaluate(y[500:], predictor.predict(X[500:]))["acc5"] == 100.0
+    loaded = load_predictor(predictor.save(tmp_path / "r.tlp"))
+    np.testing.assert_allclose(loaded.predict(X[500:]), predictor.predict(X[500:]))
+    with pytest.raises(PredictorError, match="features"):
+        RidgePredictor(features="poly")

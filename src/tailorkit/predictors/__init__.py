@@ -4,7 +4,7 @@ from tailorkit.predictors.base import Predictor, load_predictor, predictors
 from tailorkit.predictors.fewshot import FewShotPredictor
 from tailorkit.predictors.lut import LutSumPredictor
 from tailorkit.predictors.metrics import evaluate
-from tailorkit.predictors.model import AdditivePredictor, GBMPredictor, MLPPredictor, fit_best
+from tailorkit.predictors.model import AdditivePredictor, GBMPredictor, MLPPredictor, RidgePredictor, fit_best
 
 __all__ = ["AdditivePredictor", "FewShotPredictor", "GBMPredictor", "LutSumPredictor", "MLPPredictor", "Predictor",
-           "evaluate", "fit_best", "load_predictor", "predictors"]
+           "RidgePredictor", "evaluate", "fit_best", "load_predictor", "predictors"]

@@ -365,3 +365,68 @@ def fit_best(candidates: Sequence[Predictor], X: np.ndarray, y: np.ndarray, *, h
     best = candidates[int(np.argmax(scores))]
     log.info("fit_best: %s", ", ".join(f"{c.kind} {s:.3f}" for c, s in zip(candidates, scores, strict=True)))
     return best.fit(X, y)
+
+
+@predictors.register("ridge")
+class RidgePredictor(Predictor):
+    """Standardised ridge regression in ms, the penalty chosen on a held-out share of the training rows and
+    the model then refitted on all of them. ``features="hat"`` adds HAT's decoder totals
+    (:func:`tailorkit.spaces.hat.latency_features`). A low-capacity model on purpose: on HAT's tables the
+    residuals are measurement noise, which flexible models fit."""
+
+    kind = "ridge"
+    ALPHAS = tuple(float(a) for a in np.logspace(-6, 3, 19))
+
+    def __init__(self, *, features: str = "raw", holdout: float = 0.125, seed: int = 0, space: str | None = None,
+                 encoding: str | None = None, device: str | None = None) -> None:
+        super().__init__(space=space, encoding=encoding, device=device)
+        if features not in ("raw", "hat"):
+            raise PredictorError(f"ridge: features must be raw or hat, got {features!r}")
+        self.features = features
+        self.holdout = holdout
+        self.seed = seed
+
+    def get_params(self) -> dict[str, Any]:
+        return {"features": self.features, "holdout": self.holdout, "seed": self.seed}
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        if self.features == "hat":
+            from tailorkit.spaces.hat import latency_features
+
+            return latency_features(X)
+        return X
+
+    @staticmethod
+    def _solve(Z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+        penalty = np.eye(Z.shape[1])
+        penalty[-1, -1] = 0.0
+        return np.linalg.solve(Z.T @ Z + alpha * penalty, Z.T @ y)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
+        X = self._check_X(X, fitting=True)
+        y = self._check_y(y, X.shape[0])
+        F = self._design(X)
+        self.shift_ = F.mean(axis=0)
+        std = F.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        Z = np.c_[(F - self.shift_) / self.scale_, np.ones(len(F))]
+        order = np.random.default_rng(self.seed).permutation(len(y))
+        n_val = max(1, int(len(y) * self.holdout))
+        val, train = order[:n_val], order[n_val:]
+        errors = [float(np.mean((Z[val] @ self._solve(Z[train], y[train], a) - y[val]) ** 2)) for a in self.ALPHAS]
+        self.alpha_ = self.ALPHAS[int(np.argmin(errors))]
+        self.coef_ = self._solve(Z, y, self.alpha_)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        F = self._design(self._check_X(X))
+        return np.maximum(((F - self.shift_) / self.scale_) @ self.coef_[:-1] + self.coef_[-1], 1e-6)
+
+    def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+        return {"alpha_": self.alpha_}, {"shift": self.shift_, "scale": self.scale_, "coef": self.coef_}, {}
+
+    def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
+        self.alpha_ = float(scalars["alpha_"])
+        self.shift_, self.scale_, self.coef_ = arrays["shift"], arrays["scale"], arrays["coef"]

@@ -155,3 +155,16 @@ class HATSpace:
         out[:, 0], out[:, 1], out[:, 2:4] = enc_embed, ENCODER_LAYERS, enc_avg
         out[:, 4], out[:, 5], out[:, 6:10] = dec_embed, dec_n, dec_avg
         return out
+
+
+def latency_features(X: np.ndarray) -> np.ndarray:
+    """HAT's 10 features scaled by HAT's own divisors, plus decoder totals (decoder layers × each per-layer
+    average, and layers × embed × FFN): the averages hide how many decoder layers run, and the decoder, run
+    once per output token, dominates latency. 16 columns."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(FEATURES):
+        raise ConfigError(f"HAT encodings have {len(FEATURES)} columns, got shape {X.shape}")
+    norm = np.array([640.0, 6.0, 2048.0, 6.0, 640.0, 6.0, 2048.0, 6.0, 6.0, 2.0])
+    layers = X[:, 5:6]
+    cols = [4, 6, 7, 8, 9]
+    return np.c_[X / norm, layers * X[:, cols] / norm[cols], layers * X[:, 4:5] * X[:, 6:7] / (640 * 2048)]
