@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DB     ?= sqlite:///tailor.db
+LARGEST_160  := {"ks":[7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7],"e":[6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6],"d":[4,4,4,4,4],"r":160}
+SMALLEST_160 := {"ks":[3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],"e":[3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],"d":[2,2,2,2,2],"r":160}
 
 .PHONY: setup demo test lint bench clean
 
@@ -25,6 +27,8 @@ demo: $(STAMP)
 	$(BIN)/tailor table build --space ofa-mbv3 --device cpu --width 1.2 --resolution 160 --db $(DB)
 	$(BIN)/tailor table show --db $(DB)
 	$(BIN)/tailor table export ofa-mbv3-w1.2-r160 --db $(DB) -o out/ofa-mbv3-w1.2-r160.yaml
+	$(BIN)/tailor predictor train --kind lut --table ofa-mbv3-w1.2-r160 --db $(DB) -o out/lut-w1.2-r160.tlp
+	$(BIN)/tailor predictor predict out/lut-w1.2-r160.tlp --width 1.2 --arch '$(LARGEST_160)' --arch '$(SMALLEST_160)'
 
 test: $(STAMP)
 	$(BIN)/lint-imports
