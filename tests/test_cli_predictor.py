@@ -91,3 +91,17 @@ def test_bad_predictor_inputs(tmp_path: Path, nb201_csv: Path) -> None:
     assert "not a readable predictor" in _error_line(run_cli("predictor", "eval", str(corrupt), "--csv",
                                                              str(nb201_csv)))
     assert not (tmp_path / "x.tlp").exists()
+
+
+HAT_XEON = NOTE10.parents[1] / "hat" / "wmt14ende_cpu_xeon_all.csv"
+
+
+@needs_shared(HAT_XEON)
+def test_ridge_on_a_hat_table(tmp_path: Path) -> None:
+    out = tmp_path / "h.tlp"
+    trained = run_cli("predictor", "train", "--kind", "ridge", "--csv", str(HAT_XEON), "--target", "latency",
+                      "--encoding", "hat", "--rows", "0:1600", "-o", str(out))
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads(run_cli("predictor", "eval", str(out), "--csv", str(HAT_XEON), "--rows", "1800:",
+                                 "--json").stdout)
+    assert metrics["mape"] < 10 and metrics["spearman"] > 0.9

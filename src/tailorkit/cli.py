@@ -307,7 +307,7 @@ def table_import(
 predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")
 app.add_typer(predictor_app, name="predictor")
 
-KINDS = ("lut", "auto", "additive", "gbm", "mlp", "hat-mlp", "fewshot")
+KINDS = ("lut", "auto", "additive", "ridge", "gbm", "mlp", "hat-mlp", "fewshot")
 
 
 def _rows(spec: str | None, n: int) -> np.ndarray:
@@ -352,6 +352,7 @@ def predictor_train(
         GBMPredictor,
         LutSumPredictor,
         MLPPredictor,
+        RidgePredictor,
         evaluate,
         fit_best,
     )
@@ -390,6 +391,8 @@ def predictor_train(
                              y[train], seed=seed)
     elif kind == "additive":
         predictor = AdditivePredictor(**additive, **no_seed)
+    elif kind == "ridge":
+        predictor = RidgePredictor(features="hat" if encoding == "hat" else "raw", **common)
     elif kind == "gbm":
         predictor = GBMPredictor(**common)
     elif kind == "mlp":
