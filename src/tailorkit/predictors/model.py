@@ -157,8 +157,7 @@ class MLPPredictor(Predictor):
                 raise PredictorError(f"mlp: feature_norm has {len(self.feature_norm)} values for {X.shape[1]} features")
             self.x_shift_, self.x_scale_ = np.zeros(X.shape[1]), np.asarray(self.feature_norm, dtype=np.float64)
         else:
-            std = X.std(axis=0)
-            self.x_shift_, self.x_scale_ = X.mean(axis=0), np.where(std > 0, std, 1.0)
+            self.x_shift_, self.x_scale_ = _standard_scale(X)
         logy = np.log(y)
         self.y_shift_, self.y_scale_ = float(logy.mean()), float(logy.std() or 1.0)
         Xs, z = self._scale_X(X), self._to_z(y).astype(np.float32)
@@ -260,8 +259,51 @@ class _torch_threads:
         torch.set_num_threads(self.before)
 
 
+def _standard_scale(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations (1 for constant columns, which then stay 0)."""
+    std = F.std(axis=0)
+    return F.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def _intercept_penalty(k: int) -> np.ndarray:
+    """Ridge penalty over ``k`` coefficients whose last one, the intercept, is not shrunk."""
+    penalty = np.eye(k)
+    penalty[-1, -1] = 0.0
+    return penalty
+
+
+def _holdout_split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``share`` of ``n`` rows (at least one) held out, and the rest."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(n * share))
+    return order[:n_val], order[n_val:]
+
+
+class _LinearModel(Predictor):
+    """Latency in ms, linear in standardised design features with the intercept last, clipped positive."""
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _standardised(self, F: np.ndarray) -> np.ndarray:
+        """Fits the scaling on ``F``; returns the scaled design with an intercept column."""
+        self.shift_, self.scale_ = _standard_scale(F)
+        return np.c_[(F - self.shift_) / self.scale_, np.ones(len(F))]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        F = self._design(self._check_X(X))
+        return np.maximum(((F - self.shift_) / self.scale_) @ self.coef_[:-1] + self.coef_[-1], 1e-6)
+
+    def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+        return {}, {"shift": self.shift_, "scale": self.scale_, "coef": self.coef_}, {}
+
+    def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
+        self.shift_, self.scale_, self.coef_ = arrays["shift"], arrays["scale"], arrays["coef"]
+
+
 @predictors.register("additive")
-class AdditivePredictor(Predictor):
+class AdditivePredictor(_LinearModel):
     """Latency as a linear function of how often each choice occurs (and, with ``degree=2``, of their pairwise
     products: ops that share a cell interact), optionally plus the one-hot encoding itself. NAS-Bench-201
     latencies are almost additive in the cell's ops, which trees approximate poorly from 900 samples.
@@ -287,7 +329,7 @@ class AdditivePredictor(Predictor):
         return {"group": self.group, "degree": self.degree, "onehot": self.onehot, "band": self.band,
                 "ridge": self.ridge}
 
-    def _features(self, X: np.ndarray) -> np.ndarray:
+    def _design(self, X: np.ndarray) -> np.ndarray:
         base = X if self.group is None else X.reshape(X.shape[0], -1, self.group).sum(axis=1)
         parts = [base]
         if self.degree >= 2:
@@ -302,14 +344,9 @@ class AdditivePredictor(Predictor):
 
         X = self._check_X(X, fitting=True)
         y = self._check_y(y, X.shape[0])
-        F = self._features(X)
-        self.shift_ = F.mean(axis=0)
-        std = F.std(axis=0)
-        self.scale_ = np.where(std > 0, std, 1.0)
-        Z = np.c_[(F - self.shift_) / self.scale_, np.ones(len(F))]
+        Z = self._standardised(self._design(X))
         n, k = Z.shape
-        penalty = np.eye(k)
-        penalty[-1, -1] = 0.0  # the intercept is not shrunk
+        penalty = _intercept_penalty(k)
         var = float(np.var(y)) or 1.0
         beta = np.linalg.solve(Z.T @ Z + self.ridge * n * var * penalty, Z.T @ y)
         low, high = np.log(1 / (1 + self.band)), np.log(1 / (1 - self.band))
@@ -331,17 +368,6 @@ class AdditivePredictor(Predictor):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        F = self._features(self._check_X(X))
-        return np.maximum(((F - self.shift_) / self.scale_) @ self.coef_[:-1] + self.coef_[-1], 1e-6)
-
-    def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
-        return {}, {"shift": self.shift_, "scale": self.scale_, "coef": self.coef_}, {}
-
-    def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
-        self.shift_, self.scale_, self.coef_ = arrays["shift"], arrays["scale"], arrays["coef"]
-
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * z))
@@ -355,9 +381,7 @@ def fit_best(candidates: Sequence[Predictor], X: np.ndarray, y: np.ndarray, *, h
         raise PredictorError("fit_best needs at least one candidate")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_val = max(1, int(len(y) * holdout))
-    val, train = order[:n_val], order[n_val:]
+    val, train = _holdout_split(len(y), holdout, seed)
     scores = []
     for candidate in candidates:
         pred = candidate.fit(X[train], y[train]).predict(X[val])
@@ -368,7 +392,7 @@ def fit_best(candidates: Sequence[Predictor], X: np.ndarray, y: np.ndarray, *, h
 
 
 @predictors.register("ridge")
-class RidgePredictor(Predictor):
+class RidgePredictor(_LinearModel):
     """Standardised ridge regression in ms, the penalty chosen on a held-out share of the training rows and
     the model then refitted on all of them. ``features="hat"`` adds HAT's decoder totals
     (:func:`tailorkit.spaces.hat.latency_features`). A low-capacity model on purpose: on HAT's tables the
@@ -398,35 +422,23 @@ class RidgePredictor(Predictor):
 
     @staticmethod
     def _solve(Z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-        penalty = np.eye(Z.shape[1])
-        penalty[-1, -1] = 0.0
-        return np.linalg.solve(Z.T @ Z + alpha * penalty, Z.T @ y)
+        return np.linalg.solve(Z.T @ Z + alpha * _intercept_penalty(Z.shape[1]), Z.T @ y)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
         X = self._check_X(X, fitting=True)
         y = self._check_y(y, X.shape[0])
-        F = self._design(X)
-        self.shift_ = F.mean(axis=0)
-        std = F.std(axis=0)
-        self.scale_ = np.where(std > 0, std, 1.0)
-        Z = np.c_[(F - self.shift_) / self.scale_, np.ones(len(F))]
-        order = np.random.default_rng(self.seed).permutation(len(y))
-        n_val = max(1, int(len(y) * self.holdout))
-        val, train = order[:n_val], order[n_val:]
+        Z = self._standardised(self._design(X))
+        val, train = _holdout_split(len(y), self.holdout, self.seed)
         errors = [float(np.mean((Z[val] @ self._solve(Z[train], y[train], a) - y[val]) ** 2)) for a in self.ALPHAS]
         self.alpha_ = self.ALPHAS[int(np.argmin(errors))]
         self.coef_ = self._solve(Z, y, self.alpha_)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        F = self._design(self._check_X(X))
-        return np.maximum(((F - self.shift_) / self.scale_) @ self.coef_[:-1] + self.coef_[-1], 1e-6)
-
     def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
-        return {"alpha_": self.alpha_}, {"shift": self.shift_, "scale": self.scale_, "coef": self.coef_}, {}
+        _, arrays, blobs = super()._fitted_state()
+        return {"alpha_": self.alpha_}, arrays, blobs
 
     def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
+        super()._restore(scalars, arrays, blobs)
         self.alpha_ = float(scalars["alpha_"])
-        self.shift_, self.scale_, self.coef_ = arrays["shift"], arrays["scale"], arrays["coef"]
