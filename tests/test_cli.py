@@ -183,3 +183,21 @@ def test_export_to_an_unwritable_place(tmp_path: Path) -> None:
     table.write_text("Logits-input:1x1x1280-output:1000:\n  count: 1\n  mean: 0.1\n  std: 0.0\n")
     assert run_cli("table", "import", str(table), "--name", "t", "--db", db).returncode == 0
     assert "cannot write" in _error_line(run_cli("table", "export", "t", "-o", "/proc/t.yaml", "--db", db))
+
+
+PROXYLESS = NOTE10.parent / "proxylessnas_mobile_trim.yaml"
+
+
+@needs_shared(PROXYLESS)
+def test_import_a_foreign_table(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/t.db"
+    result = run_cli("table", "import", str(PROXYLESS), "--format", "proxylessnas", "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "imported 72 entries" in result.stdout
+    shown = run_cli("table", "show", "proxylessnas_mobile_trim", "--db", db)
+    assert shown.returncode == 0 and "expand:48" in shown.stdout
+    assert "--format must be one of" in _error_line(run_cli("table", "import", str(PROXYLESS), "--format",
+                                                            "tfnas", "--db", db))
+    wrong_space = run_cli("table", "import", str(PROXYLESS), "--format", "proxylessnas", "--space", "ofa-mbv3",
+                          "--name", "other", "--db", db)
+    assert "belongs to space 'proxylessnas-mobile'" in _error_line(wrong_space)

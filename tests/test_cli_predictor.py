@@ -105,3 +105,54 @@ def test_ridge_on_a_hat_table(tmp_path: Path) -> None:
     metrics = json.loads(run_cli("predictor", "eval", str(out), "--csv", str(HAT_XEON), "--rows", "1800:",
                                  "--json").stdout)
     assert metrics["mape"] < 10 and metrics["spearman"] > 0.9
+
+
+@needs_shared(NOTE10)
+def test_kernel_predictor_and_interpolating_lut_from_one_table_file(tmp_path: Path) -> None:
+    """Note10 has a table per resolution; a kernel model trained on 160 and 224 predicts a 192 subnet close to
+    what the 192 table sums to, and an interpolating LUT built on 160 covers 192 too."""
+    from tailorkit.core import LatencyTable
+    from tailorkit.spaces import OFAMobileNetV3Space
+
+    both = LatencyTable("both", {**LatencyTable.read(NOTE10 / "160_lookup_table.yaml").entries,
+                                 **LatencyTable.read(NOTE10 / "224_lookup_table.yaml").entries})
+    both.write(tmp_path / "both.yaml")
+    out = tmp_path / "k.tlp"
+    trained = run_cli("predictor", "train", "--kind", "kernel", "--table-file", str(tmp_path / "both.yaml"),
+                      "-o", str(out))
+    assert trained.returncode == 0, trained.stderr
+    assert "expanded_conv" in trained.stdout
+    space = OFAMobileNetV3Space(width=1.2)
+    arch = space.largest(192)
+    truth = sum(LatencyTable.read(NOTE10 / "192_lookup_table.yaml")[op.key].mean for op in space.ops(arch))
+    arg = json.dumps(arch.to_dict())
+    predicted = run_cli("predictor", "predict", str(out), "--width", "1.2", "--arch", arg)
+    assert predicted.returncode == 0, predicted.stderr
+    assert abs(float(predicted.stdout.split()[0]) / truth - 1) < 0.15
+    lut = tmp_path / "l.tlp"
+    assert run_cli("predictor", "train", "--kind", "lut", "--interpolate", "--table-file",
+                   str(NOTE10 / "160_lookup_table.yaml"), "-o", str(lut)).returncode == 0
+    filled = run_cli("predictor", "predict", str(lut), "--width", "1.2", "--arch", arg)
+    assert filled.returncode == 0, filled.stderr
+    assert abs(float(filled.stdout.split()[0]) / truth - 1) < 0.25
+    assert "--interpolate is for --kind lut" in _error_line(run_cli(
+        "predictor", "train", "--kind", "kernel", "--interpolate", "--table-file", str(tmp_path / "both.yaml"),
+        "-o", str(tmp_path / "x.tlp")))
+    assert not (tmp_path / "x.tlp").exists()
+
+
+def test_adaptive_sampling_on_the_cpu(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/s.db"
+    out = tmp_path / "k.tlp"
+    args = ["predictor", "sample", "-o", str(out), "--db", db, "--resolutions", "128", "--rounds", "1",
+            "--per-round", "3", "--initial", "4", "--candidates", "40", "--warmup", "1", "--runs", "3"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "fitted on 9 ops" in first.stdout
+    again = run_cli(*args)  # resumes from the 9 stored ops and measures 3 more
+    assert again.returncode == 0, again.stderr
+    assert "fitted on 12 ops" in again.stdout
+    arch = json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 136})  # a resolution never sampled
+    result = run_cli("predictor", "predict", str(out), "--arch", arch)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[0]) > 0

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from tailorkit.core.config import TailorConfig, load_config
 from tailorkit.core.errors import ConfigError, TailorError
+from tailorkit.core.foreign_tables import FOREIGN_FORMATS
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency
 from tailorkit.core.table import FORMATS, LatencyTable
 from tailorkit.core.version import __version__
@@ -279,26 +280,36 @@ def table_export(
 
 @table_app.command("import")
 def table_import(
-    file: Annotated[Path, typer.Argument(help="OFA YAML, CSV or tailorkit JSON table.")],
+    file: Annotated[Path, typer.Argument(help="OFA YAML, CSV or tailorkit JSON table, or a published table in "
+                                              "one of the foreign formats (--format).")],
     name: Annotated[str | None, typer.Option(help="Table name in the store [file stem].")] = None,
     device: Annotated[str | None, typer.Option(help="Name of the device it was measured on.")] = None,
     space: Annotated[str | None, typer.Option(help="Search space the keys belong to.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMATS)} [from name].")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMATS + tuple(FOREIGN_FORMATS))} "
+                                                              "[from name].")] = None,
     db: DbOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
-    """Import a published or exported table; every key and number is validated before anything is stored."""
+    """Import a published or exported table; every key and number is validated before anything is stored.
+    Foreign formats: proxylessnas (ProxylessNAS mobile_trim.yaml), fbnet-rpi (jh88/fbnet lookup_table_pi.json)."""
     from tailorkit.profiler.store import TableStore
 
     config = load_config(config_path)
-    table = LatencyTable.read(file, name, fmt=fmt, space=space)
+    if fmt is not None and fmt not in FORMATS and fmt not in FOREIGN_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS + tuple(FOREIGN_FORMATS))}, got {fmt!r}")
+    if fmt in FOREIGN_FORMATS:
+        table = FOREIGN_FORMATS[fmt](file, name)
+        if space is not None and space != table.space:
+            raise ConfigError(f"a {fmt} table belongs to space {table.space!r}, not {space!r}")
+    else:
+        table = LatencyTable.read(file, name, fmt=fmt, space=space)
     info = table.device or DeviceInfo(
         name=device or "imported", kind="imported", hardware=device or "unknown", runtime="unknown",
         runtime_version="", tailorkit_version=__version__, properties={"source": file.name})
     settings = table.settings or BenchmarkSettings()
     with TableStore(db or config.store_url) as store:
         count = store.import_table(table, info, settings,
-                                   meta={"imported_from": str(file), "sha256": sha256_file(file)})
+                                   meta={**table.meta, "imported_from": str(file), "sha256": sha256_file(file)})
     out.print(f"imported {count} entries into table {table.name} ({store.url})")
 
 
@@ -307,7 +318,7 @@ def table_import(
 predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")
 app.add_typer(predictor_app, name="predictor")
 
-KINDS = ("lut", "auto", "additive", "ridge", "gbm", "mlp", "hat-mlp", "fewshot")
+KINDS = ("lut", "kernel", "model", "auto", "additive", "ridge", "gbm", "mlp", "hat-mlp", "fewshot")
 
 
 def _rows(spec: str | None, n: int) -> np.ndarray:
@@ -335,8 +346,12 @@ def predictor_train(
     target: Annotated[str | None, typer.Option(help="Latency column to learn (the device).")] = None,
     encoding: Annotated[str | None, typer.Option(help="nb201, fbnet, hat or ofa-mbv3.")] = None,
     rows: Annotated[str | None, typer.Option(help="Training rows of the CSV: 0:900 or 3,17,42 [all].")] = None,
-    table: Annotated[str | None, typer.Option(help="lut: table name in the store.")] = None,
-    table_file: Annotated[Path | None, typer.Option(help="lut: table file (OFA YAML, CSV, JSON).")] = None,
+    table: Annotated[str | None, typer.Option(help="lut/kernel: table name in the store (kernel: several, "
+                                                   "comma-separated).")] = None,
+    table_file: Annotated[Path | None, typer.Option(help="lut/kernel: table file (OFA YAML, CSV, JSON).")] = None,
+    interpolate: Annotated[bool, typer.Option(help="lut: fill ops the table lacks from a kernel-level model "
+                                                   "fitted on its entries (otherwise a missing op is an "
+                                                   "error).")] = False,
     db: DbOpt = None,
     device: VariantDeviceOpt = None,
     meta_devices: Annotated[str | None, typer.Option(
@@ -350,6 +365,7 @@ def predictor_train(
         AdditivePredictor,
         FewShotPredictor,
         GBMPredictor,
+        KernelPredictor,
         LutSumPredictor,
         MLPPredictor,
         RidgePredictor,
@@ -360,21 +376,39 @@ def predictor_train(
 
     if kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "lut":
+    if interpolate and kind != "lut":
+        raise ConfigError("--interpolate is for --kind lut")
+    if kind in ("lut", "kernel"):
         if (table is None) == (table_file is None):
-            raise ConfigError("--kind lut needs exactly one of --table NAME (from the store) or --table-file FILE")
+            raise ConfigError(f"--kind {kind} needs exactly one of --table NAME (from the store) or "
+                              "--table-file FILE")
         if table_file is not None:
-            lat_table = LatencyTable.read(table_file)
+            tables = [LatencyTable.read(table_file)]
         else:
             from tailorkit.profiler.store import TableStore
 
+            names = [n.strip() for n in (table or "").split(",") if n.strip()]
+            if kind == "lut" and len(names) != 1:
+                raise ConfigError("--kind lut takes one --table")
             config = load_config(config_path)
             with TableStore(db or config.store_url, create=False) as store:
-                lat_table = store.table(table, device=device)  # type: ignore[arg-type]
-        predictor = LutSumPredictor(lat_table, space=lat_table.space or "ofa-mbv3")
+                tables = [store.table(n, device=device) for n in names]
+        space_name = tables[0].space or "ofa-mbv3"
+        if kind == "lut":
+            predictor = LutSumPredictor(tables[0], space=space_name, interpolate=interpolate)
+            what = f"a lookup-table predictor over {len(tables[0])} ops" + (
+                " (missing ops interpolated)" if interpolate else "")
+        else:
+            err.print(f"[dim]fitting kernel-level regressors on {sum(map(len, tables))} measured ops…[/dim]")
+            predictor = KernelPredictor(space=space_name, seed=seed,
+                                        device=tables[0].device.name if tables[0].device else device)
+            predictor.fit_table(tables)
+            what = "a kernel-level predictor (" + ", ".join(f"{n} {t}" for t, n in predictor.n_train_.items()) + ")"
         predictor.save(output)
-        out.print(f"saved a lookup-table predictor over {len(lat_table)} ops to {output}")
+        out.print(f"saved {what} to {output}")
         return
+    if kind == "model":
+        kind = "auto"
     if csv is None or target is None or encoding is None:
         raise ConfigError(f"--kind {kind} needs --csv FILE --target COLUMN --encoding NAME")
     data = read_csv_dataset(csv, encoding)
@@ -417,6 +451,73 @@ def predictor_train(
               f"±10 % {fit['acc10']:.1f} %, Spearman {fit['spearman']:.3f}")
 
 
+@predictor_app.command("sample")
+def predictor_sample(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Kernel-level predictor file to write (.tlp).")],
+    device: DeviceOpt = "cpu",
+    space: Annotated[str, typer.Option(help="Space whose kinds of op to sample around.")] = "ofa-mbv3",
+    width: Annotated[float, typer.Option(help="Width multiplier of the space's seed ops.")] = 1.0,
+    resolutions: Annotated[str, typer.Option(help="Comma-separated resolutions of the seed ops.")] = "160",
+    table: Annotated[str, typer.Option(help="Store table the sampled ops are measured into (reruns resume "
+                                            "and reuse what it holds).")] = "kernel-samples",
+    rounds: Annotated[int, typer.Option(help="Sampling rounds after the first measurements.")] = 3,
+    per_round: Annotated[int, typer.Option(help="Ops measured per round.")] = 16,
+    initial: Annotated[int, typer.Option(help="Random ops measured first when the table is empty.")] = 32,
+    candidates: Annotated[int, typer.Option(help="Candidate pool size (other input sizes and widths).")] = 1500,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    db: DbOpt = None,
+    warmup: WarmupOpt = None, runs: RunsOpt = None, threads: ThreadsOpt = None, number: NumberOpt = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Kernel-level predictor by adaptive sampling: measure single ops where the model is least sure, refit."""
+    from tailorkit.predictors import KernelPredictor
+    from tailorkit.predictors.kernel import SamplingRound, adaptive_sample, perturbed_ops, store_measurer
+    from tailorkit.profiler.api import open_device
+    from tailorkit.profiler.store import TableStore
+    from tailorkit.profiler.tables import TableProgress
+    from tailorkit.spaces import spaces
+
+    if rounds < 0 or per_round < 1 or initial < 1 or candidates < per_round:
+        raise ConfigError("--rounds >= 0, --per-round >= 1, --initial >= 1 and --candidates >= --per-round, please")
+    try:
+        res = [int(r) for r in resolutions.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--resolutions {resolutions!r} must be integers like 160,224") from None
+    space_obj = spaces.create(space, width=width)
+    seeds = [op for r in res for op in space_obj.all_ops(r)]
+    if not seeds:
+        raise ConfigError("--resolutions names no resolution")
+    config = load_config(config_path)
+    settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number)
+    rng = np.random.default_rng(seed)
+    pool = seeds + perturbed_ops(seeds, rng, candidates)
+    dev = open_device(device, config)
+    with TableStore(db or config.store_url) as store, dev, Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=True) as bar:
+        task = bar.add_task("measuring ops", total=None)
+
+        def on_op(event: TableProgress) -> None:
+            bar.update(task, total=event.total, completed=event.already + event.done)
+
+        def on_round(step: SamplingRound) -> None:
+            err.print(f"round {step.round}: measured {step.picked} ops with spread {step.picked_uncertainty:.3f} "
+                      f"(pool mean {step.mean_uncertainty:.3f}); {step.measured} ops in all")
+
+        measure = store_measurer(dev, store, table, settings, progress=on_op)
+        info = dev.info(settings)
+        known = store.measured_keys(table, info.fingerprint, settings.fingerprint)
+        start = store.table(table, device=info.fingerprint, settings=settings.fingerprint).entries if known else {}
+        predictor = KernelPredictor(space=space, seed=seed, device=info.name)
+        history = adaptive_sample(predictor, pool, measure, rounds=rounds, per_round=per_round,
+                                  initial={k: v.mean for k, v in start.items()}, initial_random=initial, seed=seed,
+                                  progress=on_round)
+    predictor.save(output)
+    measured = sum(predictor.n_train_.values())
+    out.print(f"saved a kernel-level predictor fitted on {measured} ops of table {table} to {output}"
+              + (f" after {len(history)} sampling rounds" if history else ""))
+
+
 @predictor_app.command("eval")
 def predictor_eval(
     predictor_file: Annotated[Path, typer.Argument(help="A .tlp predictor.")],
@@ -430,7 +531,7 @@ def predictor_eval(
     from tailorkit.predictors.datasets import read_csv_dataset
 
     predictor = load_predictor(predictor_file)
-    if predictor.encoding is None or predictor.kind == "lut":
+    if predictor.encoding is None or predictor.kind in ("lut", "kernel"):
         raise ConfigError(f"{predictor_file}: a {predictor.kind} predictor is evaluated on op tables, not CSVs")
     data = read_csv_dataset(csv, predictor.encoding)
     column = target or predictor.device
@@ -456,15 +557,15 @@ def predictor_predict(
     predictor_file: Annotated[Path, typer.Argument(help="A .tlp predictor.")],
     arch: Annotated[list[str], typer.Option(help="Arch: NB201 string, FBNet indices, OFA JSON, HAT features; "
                                                  "repeatable.")],
-    width: Annotated[float, typer.Option(help="lut on ofa-mbv3: the table's width multiplier.")] = 1.0,
+    width: Annotated[float, typer.Option(help="lut/kernel on ofa-mbv3: the width multiplier.")] = 1.0,
 ) -> None:
     """Predicted latency (ms) of one or more archs."""
-    from tailorkit.predictors import LutSumPredictor, load_predictor
+    from tailorkit.predictors import KernelPredictor, LutSumPredictor, load_predictor
     from tailorkit.predictors.datasets import encode_archs
     from tailorkit.spaces import OFAMobileNetV3Space
 
     predictor = load_predictor(predictor_file)
-    if isinstance(predictor, LutSumPredictor):
+    if isinstance(predictor, (LutSumPredictor, KernelPredictor)):
         space = OFAMobileNetV3Space(width=width)
         values = predictor.predict_archs(space, encode_archs("ofa-mbv3", arch).astype(np.int64))
     else:

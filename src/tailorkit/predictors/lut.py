@@ -3,6 +3,10 @@
 The op sum misses what the runtime does across op boundaries (fusion, layout changes, cache effects): nn-Meter's
 fusion rules exist for that gap. Here a linear correction ``a · Σ + b``, fitted robustly (Theil–Sen) on a few
 measured whole models, absorbs its systematic part.
+
+An op the table lacks is an error naming it, unless the predictor was built with ``interpolate=True``: then a
+:class:`~tailorkit.predictors.kernel.KernelPredictor` fitted on the table's own entries fills the gaps (and only
+the gaps — measured entries are always used as measured).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 from tailorkit.core.errors import ConfigError, PredictorError
 from tailorkit.core.table import LatencyTable
 from tailorkit.predictors.base import Predictor, predictors
+from tailorkit.predictors.kernel import COLUMNS as KERNEL_COLUMNS
+from tailorkit.predictors.kernel import KernelPredictor
 
 
 @predictors.register("lut")
@@ -26,18 +32,21 @@ class LutSumPredictor(Predictor):
     kind = "lut"
 
     def __init__(self, table: LatencyTable | None = None, *, correct: bool = True, space: str | None = None,
-                 encoding: str | None = "op-counts", device: str | None = None) -> None:
+                 encoding: str | None = "op-counts", device: str | None = None, interpolate: bool = False) -> None:
         super().__init__(space=space or (table.space if table is not None else None), encoding=encoding,
                          device=device or (table.device.name if table is not None and table.device else None))
         self.correct = correct
+        self.interpolate = interpolate
         if table is not None:
             self.keys_ = list(table.entries)
             self.latency_ = np.array([lat.mean for lat in table.entries.values()], dtype=np.float64)
             self.coef_ = np.array([1.0, 0.0])
             self.n_features_in_ = len(self.keys_)
+            if interpolate:
+                self.kernel_ = KernelPredictor(bags=1).fit_table(table)
 
     def get_params(self) -> dict[str, Any]:
-        return {"correct": self.correct}
+        return {"correct": self.correct, "interpolate": self.interpolate}
 
     @property
     def table_(self) -> dict[str, float]:
@@ -72,8 +81,16 @@ class LutSumPredictor(Predictor):
     def predict_archs(self, space: Any, array: np.ndarray) -> np.ndarray:
         """Latency of a batch of archs in ``space``'s array form (e.g. OFA's k/e/d/r rows)."""
         self._check_fitted()
+        lookup = self._lookup
+        if self.interpolate:
+            array = np.asarray(array)
+            resolutions = np.unique(array[:, -1]).tolist() if array.ndim == 2 and array.size else []
+            missing = [op for r in resolutions for op in space.all_ops(int(r)) if op.key not in lookup]
+            if missing:
+                lookup = {**lookup, **dict(zip((op.key for op in missing),
+                                               self.kernel_.predict_ops(missing).tolist(), strict=True))}
         try:
-            sums = space.lut_sum(array, self._lookup)
+            sums = space.lut_sum(array, lookup)
         except ConfigError as exc:
             raise PredictorError(f"lookup table {self.device or ''}: {exc}") from None
         return self.coef_[0] * sums + self.coef_[1]
@@ -86,7 +103,15 @@ class LutSumPredictor(Predictor):
         return cached
 
     def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
-        return {}, {"latency": self.latency_, "coef": self.coef_}, {"keys.json": json.dumps(self.keys_)}
+        scalars: dict[str, Any] = {}
+        arrays = {"latency": self.latency_, "coef": self.coef_}
+        blobs = {"keys.json": json.dumps(self.keys_)}
+        if self.interpolate:  # the gap filler travels inside the same file, under its own prefix
+            k_scalars, k_arrays, k_blobs = self.kernel_._fitted_state()
+            scalars["kernel"] = k_scalars
+            arrays.update({f"kernel.{n}": a for n, a in k_arrays.items()})
+            blobs.update({f"kernel.{n}": b for n, b in k_blobs.items()})
+        return scalars, arrays, blobs
 
     def _restore(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray], blobs: Mapping[str, str]) -> None:
         self.keys_ = list(json.loads(blobs["keys.json"]))
@@ -94,3 +119,11 @@ class LutSumPredictor(Predictor):
         self.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
         if len(self.keys_) != self.latency_.size or self.coef_.shape != (2,):
             raise ValueError("keys and latencies do not match")
+        if self.interpolate:
+            self.kernel_ = KernelPredictor(bags=1)
+            self.kernel_._restore(scalars["kernel"], _unprefixed(arrays, "kernel."), _unprefixed(blobs, "kernel."))
+            self.kernel_.n_features_in_ = len(KERNEL_COLUMNS)
+
+
+def _unprefixed(mapping: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in mapping.items() if k.startswith(prefix)}
