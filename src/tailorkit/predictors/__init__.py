@@ -1,4 +1,4 @@
-"""Latency predictors: lookup-table sum, kernel-level, model-level regressors, few-shot transfer; saved without pickle."""
+"""Latency predictors: lookup-table sum, kernel-level, model-level, few-shot transfer; saved without pickle."""
 
 from tailorkit.predictors.base import Predictor, load_predictor, predictors
 from tailorkit.predictors.fewshot import FewShotPredictor
