@@ -16,7 +16,9 @@ Sections (each in one run, on the same splits for every method compared):
 * **Throughput** — predictions per second for a batch of 100 000 archs.
 * **Our CPU** (``--cpu-subnets N``) — LUT-sum from a table measured here vs the end-to-end latency of N random
   OFA-MBv3 subnets measured here; error distribution and ±10 % accuracy, with and without the linear
-  correction (fitted on 10 of the subnets, evaluated on the rest).
+  correction (fitted on 10 of the subnets, evaluated on the rest). Then the kernel-level predictor, which never
+  sees an op of that table: fitted on tables at other resolutions, on one table only, and on one table plus a
+  budget of single ops chosen by adaptive sampling or at random from the same candidate pool.
 
 Writes ``benchmarks/results/predictors.{json,md}`` (``--quick``: ``predictors.quick.*``).
 """
@@ -39,7 +41,14 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from tailorkit.core.records import BenchmarkSettings
-from tailorkit.predictors import FewShotPredictor, GBMPredictor, LutSumPredictor, MLPPredictor, evaluate
+from tailorkit.predictors import (
+    FewShotPredictor,
+    GBMPredictor,
+    KernelPredictor,
+    LutSumPredictor,
+    MLPPredictor,
+    evaluate,
+)
 from tailorkit.predictors.datasets import (
     HELP_SPLITS,
     LatencyDataset,
@@ -174,6 +183,8 @@ def bench_throughput(nb201: LatencyDataset) -> dict[str, float]:
     archs = space.to_array([space.sample(rng, resolution=160) for _ in range(1000)])
     batch = np.tile(archs, (100, 1))
     out = {"lut": _rate(lambda: lut.predict_archs(space, batch), len(batch))}
+    kernel = KernelPredictor().fit_table(table)
+    out["kernel"] = _rate(lambda: kernel.predict_archs(space, batch), len(batch))
     y = nb201.y("1080ti_1")
     X = np.tile(nb201.X, (7, 1))[:100_000]
     out["gbm"] = _rate(GBMPredictor().fit(nb201.X[:900], y[:900]).predict, len(X), X)
@@ -197,37 +208,92 @@ def _rate(fn: Callable[..., Any], n: int, *args: Any) -> float:
 # -------------------------------------------------------------------------------------------- our CPU
 
 
-def bench_cpu(n_subnets: int, resolution: int) -> dict[str, Any]:
+def bench_cpu(n_subnets: int, resolution: int, other_resolutions: list[int], sample_rounds: int,
+              per_round: int) -> dict[str, Any]:
+    """Everything measured in this one run, on the same quiet machine: tables, sampled ops, subnets."""
+    from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
+    from tailorkit.predictors.kernel import adaptive_sample, encode_ops, perturbed_ops, store_measurer, table_rows
     from tailorkit.profiler.api import build_table, profile
     from tailorkit.profiler.store import TableStore
     from tailorkit.spaces import OFAMobileNetV3Space
 
     space = OFAMobileNetV3Space(width=1.0)
     settings = BenchmarkSettings()
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng, resolution=resolution) for _ in range(n_subnets)]
+    array = space.to_array(archs)
     with tempfile.TemporaryDirectory() as tmp, TableStore(f"sqlite:///{tmp}/t.db") as store:
         report = build_table("ofa-mbv3", "cpu", resolution=resolution, store=store, settings=settings)
         table = store.table(report.table)
-    lut = LutSumPredictor(table)
-    rng = np.random.default_rng(0)
-    archs = [space.sample(rng, resolution=resolution) for _ in range(n_subnets)]
-    measured = []
-    for i, arch in enumerate(archs):
-        result = profile(space.build(arch), "cpu", settings=settings, input_shapes={"": space.input_shape(arch)})
-        measured.append(result.latency.median)
-        if (i + 1) % 10 == 0:
-            log.info("measured %d/%d subnets", i + 1, n_subnets)
+        others = {r: store.table(build_table("ofa-mbv3", "cpu", resolution=r, store=store, settings=settings).table)
+                  for r in other_resolutions}
+        # adaptive vs random sampling, same budget, same candidate pool: ops around the largest resolution's
+        # at other input sizes and widths (never exactly the evaluation resolution's ops)
+        seed_res = max(other_resolutions)
+        seeds = space.all_ops(seed_res)
+        pool = perturbed_ops(seeds, np.random.default_rng(1), 1500)
+        pool = [op for op in pool if op.key not in table.entries]
+        start = {k: v.mean for k, v in others[seed_res].entries.items()}
+        budget = sample_rounds * per_round
+        sampled: dict[str, Any] = {}
+        with OnnxRuntimeDevice() as device:
+            for how in ("adaptive", "random"):
+                measure = store_measurer(device, store, f"samples-{how}", settings)
+                predictor = KernelPredictor()
+                t0 = time.perf_counter()
+                if how == "adaptive":
+                    history = adaptive_sample(predictor, pool, measure, rounds=sample_rounds, per_round=per_round,
+                                              initial=start)
+                else:
+                    picked = [pool[i] for i in np.random.default_rng(2).permutation(len(pool))[:budget]]
+                    extra = measure(picked)
+                    ops, y = table_rows(others[seed_res])
+                    predictor.fit(encode_ops(ops + picked), np.concatenate([y, [extra[o.key] for o in picked]]))
+                    history = []
+                sampled[how] = {"predictor": predictor, "wall_s": time.perf_counter() - t0,
+                                "history": [h.__dict__ for h in history]}
+        measured = []
+        for i, arch in enumerate(archs):
+            result = profile(space.build(arch), "cpu", settings=settings, input_shapes={"": space.input_shape(arch)})
+            measured.append(result.latency.median)
+            if (i + 1) % 10 == 0:
+                log.info("measured %d/%d subnets", i + 1, n_subnets)
     y = np.array(measured)
-    array = space.to_array(archs)
+    lut = LutSumPredictor(table)
     raw = lut.predict_archs(space, array)
-    fit_rows, eval_rows = np.arange(10), np.arange(10, n_subnets)
+    n_fit = min(10, n_subnets // 2)
+    fit_rows, eval_rows = np.arange(n_fit), np.arange(n_fit, n_subnets)
     lut.fit(space.op_counts(array[fit_rows], lut.keys_), y[fit_rows])
     corrected = lut.predict_archs(space, array)
     rel_raw = (raw - y) / y * 100
+    table_ops, table_ms = table_rows(table)
+
+    def kernel_result(predictor: KernelPredictor, note: str, n_ops: int) -> dict[str, Any]:
+        pred = predictor.predict_archs(space, array)
+        rel = (pred - y) / y * 100
+        per_op = evaluate(table_ms, predictor.predict_ops(table_ops))
+        return {**evaluate(y, pred), "error_pct_p10_p50_p90": np.percentile(rel, [10, 50, 90]).tolist(),
+                "ops_trained": n_ops, "note": note,
+                "per_op_vs_table": {k: per_op[k] for k in ("acc10", "mape", "spearman")}}
+
+    kernels = {
+        "kernel, tables at " + "/".join(map(str, other_resolutions)): kernel_result(
+            KernelPredictor().fit_table(list(others.values())), "interpolates to a resolution it never saw",
+            sum(map(len, others.values()))),
+        f"kernel, table at {seed_res} only": kernel_result(
+            KernelPredictor().fit_table(others[seed_res]), "extrapolates from one resolution", len(others[seed_res])),
+    }
+    for how, v in sampled.items():
+        kernels[f"kernel, {seed_res} + {budget} {how} ops"] = {
+            **kernel_result(v["predictor"], f"{how} sampling, {v['wall_s']:.0f} s incl. measuring",
+                            sum(v["predictor"].n_train_.values())), "rounds": v["history"]}
     return {
         "resolution": resolution, "subnets": n_subnets, "table_build_s": report.wall_s,
         "measured_ms": {"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())},
         "lut_sum": {**evaluate(y, raw), "error_pct_p10_p50_p90": np.percentile(rel_raw, [10, 50, 90]).tolist()},
-        "lut_sum_corrected": {**evaluate(y[eval_rows], corrected[eval_rows]), "coef": lut.coef_.tolist()},
+        "lut_sum_corrected": {**evaluate(y[eval_rows], corrected[eval_rows]), "coef": lut.coef_.tolist(),
+                              "fit_on": n_fit},
+        "kernel": kernels,
     }
 
 
@@ -279,8 +345,19 @@ def markdown(r: dict[str, Any]) -> str:
                   f"- LUT sum: ±10 % {c['lut_sum']['acc10']:.1f} %, MAPE {c['lut_sum']['mape']:.1f} %, "
                   f"ρ {c['lut_sum']['spearman']:.3f}, error p10/p50/p90 "
                   + " / ".join(f"{e:+.1f} %" for e in c["lut_sum"]["error_pct_p10_p50_p90"]),
-                  f"- with the linear correction fitted on 10 subnets: ±10 % {c['lut_sum_corrected']['acc10']:.1f} %, "
+                  f"- with the linear correction fitted on {c['lut_sum_corrected'].get('fit_on', 10)} subnets: ±10 % {c['lut_sum_corrected']['acc10']:.1f} %, "
                   f"MAPE {c['lut_sum_corrected']['mape']:.1f} %", ""]
+        if c.get("kernel"):
+            lines += [f"Kernel-level predictor (no op of the {c['resolution']} table in its training data): "
+                      "Σ of predicted op latencies vs the measured subnets, and per op vs the measured table", "",
+                      "| trained on | ops | subnets ±10 % | MAPE | ρ | error p10/p50/p90 | per-op ±10 % | per-op MAPE "
+                      "| note |", "|---|---|---|---|---|---|---|---|---|"]
+            for name, k in c["kernel"].items():
+                lines.append(f"| {name} | {k['ops_trained']} | {k['acc10']:.1f} % | {k['mape']:.1f} % | "
+                             f"{k['spearman']:.3f} | " + " / ".join(f"{e:+.1f}" for e in k["error_pct_p10_p50_p90"])
+                             + f" % | {k['per_op_vs_table']['acc10']:.1f} % | {k['per_op_vs_table']['mape']:.1f} % "
+                             f"| {k['note']} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -318,7 +395,9 @@ def main() -> None:
     if "throughput" not in args.skip:
         r["throughput"] = bench_throughput(nb201)
     if "cpu" not in args.skip and args.cpu_subnets > 0:
-        r["cpu"] = bench_cpu(10 if args.quick else args.cpu_subnets, args.cpu_resolution)
+        r["cpu"] = bench_cpu(10 if args.quick else args.cpu_subnets, args.cpu_resolution,
+                             [128, 224] if args.quick else [128, 192, 224], 1 if args.quick else 4,
+                             8 if args.quick else 16)
     r["wall_s"] = time.perf_counter() - t0
     stem = args.stem or ("predictors.quick" if args.quick else "predictors")
     RESULTS.mkdir(parents=True, exist_ok=True)
