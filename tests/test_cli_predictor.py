@@ -129,6 +129,11 @@ def test_kernel_predictor_and_interpolating_lut_from_one_table_file(tmp_path: Pa
     predicted = run_cli("predictor", "predict", str(out), "--width", "1.2", "--arch", arg)
     assert predicted.returncode == 0, predicted.stderr
     assert abs(float(predicted.stdout.split()[0]) / truth - 1) < 0.15
+    per_op = run_cli("predictor", "eval", str(out), "--table-file", str(NOTE10 / "192_lookup_table.yaml"), "--json")
+    assert per_op.returncode == 0, per_op.stderr
+    metrics = json.loads(per_op.stdout)
+    assert metrics["n"] == 96 and metrics["spearman"] > 0.9
+    assert "evaluated per op" in _error_line(run_cli("predictor", "eval", str(out), "--csv", str(tmp_path / "x")))
     lut = tmp_path / "l.tlp"
     assert run_cli("predictor", "train", "--kind", "lut", "--interpolate", "--table-file",
                    str(NOTE10 / "160_lookup_table.yaml"), "-o", str(lut)).returncode == 0

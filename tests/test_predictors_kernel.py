@@ -121,6 +121,11 @@ def test_perturbed_ops_are_valid_distinct_ops_of_the_same_kinds() -> None:
     for op in out:
         assert OpSpec.from_key(op.key) == op  # canonical and self-consistent (stride maps the shapes)
     assert any(op.input_shape[0] not in {s.input_shape[0] for s in seeds} for op in out)
+    pools = [op for op in out if op.op_type == "AvgPool2D"]
+    assert pools and all(op.output_shape[:2] == (1, 1) and op.output_shape[2] == op.input_shape[2] for op in pools)
+    for op in out:
+        if op.op_type == "expanded_conv" and op.idskip:
+            assert op.input_shape == op.output_shape
 
 
 def test_adaptive_sampling_measures_what_the_bag_disagrees_on() -> None:

@@ -521,29 +521,41 @@ def predictor_sample(
 @predictor_app.command("eval")
 def predictor_eval(
     predictor_file: Annotated[Path, typer.Argument(help="A .tlp predictor.")],
-    csv: Annotated[Path, typer.Option(help="CSV with the same encoding and the target column.")],
+    csv: Annotated[Path | None, typer.Option(help="CSV with the same encoding and the target column.")] = None,
     target: Annotated[str | None, typer.Option(help="Latency column [the predictor's device].")] = None,
     rows: Annotated[str | None, typer.Option(help="Rows to evaluate on: 900: or 3,17,42 [all].")] = None,
+    table_file: Annotated[Path | None, typer.Option(help="kernel: measured op table to compare with, per op.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """RMSE, MAPE, ±5 % / ±10 % accuracy, Spearman ρ and Kendall τ on measured latencies."""
-    from tailorkit.predictors import evaluate, load_predictor
+    from tailorkit.predictors import KernelPredictor, evaluate, load_predictor
     from tailorkit.predictors.datasets import read_csv_dataset
+    from tailorkit.predictors.kernel import table_rows
 
     predictor = load_predictor(predictor_file)
-    if predictor.encoding is None or predictor.kind in ("lut", "kernel"):
-        raise ConfigError(f"{predictor_file}: a {predictor.kind} predictor is evaluated on op tables, not CSVs")
-    data = read_csv_dataset(csv, predictor.encoding)
-    column = target or predictor.device
-    if column is None:
-        raise ConfigError("say which column holds the latencies: --target COLUMN")
-    y = data.y(column)
-    selected = _rows(rows, len(data))
-    metrics = evaluate(y[selected], predictor.predict(data.X[selected]))
+    if isinstance(predictor, KernelPredictor):
+        if table_file is None or csv is not None:
+            raise ConfigError(f"{predictor_file}: a kernel predictor is evaluated per op: --table-file FILE")
+        ops, y_ops = table_rows(LatencyTable.read(table_file))
+        metrics = evaluate(y_ops, predictor.predict_ops(ops))
+        column, source, unit = "mean", table_file.name, "ops"
+    else:
+        if predictor.encoding is None or predictor.kind == "lut" or csv is None or table_file is not None:
+            raise ConfigError(f"{predictor_file}: a {predictor.kind} predictor is evaluated on "
+                              + ("whole models (the benchmark measures them)" if predictor.kind == "lut"
+                                 else "a CSV: --csv FILE"))
+        data = read_csv_dataset(csv, predictor.encoding)
+        column = target or predictor.device  # type: ignore[assignment]
+        if column is None:
+            raise ConfigError("say which column holds the latencies: --target COLUMN")
+        y = data.y(column)
+        selected = _rows(rows, len(data))
+        metrics = evaluate(y[selected], predictor.predict(data.X[selected]))
+        source, unit = csv.name, "archs"
     if as_json:
         print(json.dumps({"predictor": str(predictor_file), "target": column, **metrics}))
         return
-    table = Table(title=f"{predictor.kind} predictor on {csv.name}:{column} ({int(metrics['n'])} archs)",
+    table = Table(title=f"{predictor.kind} predictor on {source}:{column} ({int(metrics['n'])} {unit})",
                   header_style="bold")
     for name in ("RMSE ms", "MAPE %", "±5 %", "±10 %", "Spearman ρ", "Kendall τ"):
         table.add_column(name, justify="right")

@@ -311,9 +311,9 @@ def _rescaled(op: OpSpec, spatial: float, width: float, divisible: Callable[[flo
     w = max(1, round(wi * spatial)) if spatial_op else wi
     ci2 = ci if op.op_type == "Conv" else divisible(ci * width)  # the stem reads RGB
     co2 = co if op.op_type == "Logits" else divisible(co * width)  # classes stay classes
-    if op.op_type in ("AvgPool2D",):
-        co2 = ci2
     ho2, wo2 = (-(-h // op.stride), -(-w // op.stride)) if spatial_op else (ho, wo)
+    if op.op_type == "AvgPool2D":  # global pooling: any input size to 1×1, channels unchanged
+        co2, ho2, wo2 = ci2, 1, 1
     mid = divisible(op.expand / ci * ci2) if op.op_type == "expanded_conv" else op.expand
     if op.op_type == "expanded_conv" and op.expand == ci:
         mid = ci2  # keep "no expand conv" blocks as they are
