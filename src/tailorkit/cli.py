@@ -578,6 +578,9 @@ def predictor_predict(
 
     predictor = load_predictor(predictor_file)
     if isinstance(predictor, (LutSumPredictor, KernelPredictor)):
+        if predictor.space not in (None, "ofa-mbv3"):
+            raise ConfigError(f"{predictor_file} holds ops of space {predictor.space!r}; whole archs can be "
+                              "predicted for ofa-mbv3")
         space = OFAMobileNetV3Space(width=width)
         values = predictor.predict_archs(space, encode_archs("ofa-mbv3", arch).astype(np.int64))
     else:

@@ -34,9 +34,9 @@ MAX_DEPTH = max(DEPTHS)
 N_BLOCKS = MAX_DEPTH * len(_STAGES)
 
 # lookup arrays for vectorised batches: value → choice index (-1: not a choice); block slot → stage, position
-_K_INDEX = np.full(8, -1, dtype=np.int8)  # small dtypes: batches of 100k archs are memory-bound
+_K_INDEX = np.full(8, -1, dtype=np.int64)
 _K_INDEX[list(KERNELS)] = np.arange(len(KERNELS))
-_E_INDEX = np.full(8, -1, dtype=np.int8)
+_E_INDEX = np.full(8, -1, dtype=np.int64)
 _E_INDEX[list(EXPANDS)] = np.arange(len(EXPANDS))
 _D_VALID = np.zeros(8, dtype=np.int8)
 _D_VALID[list(DEPTHS)] = 1
@@ -215,14 +215,14 @@ class OFAMobileNetV3Space:
             raise ConfigError(f"OFA arch arrays are integers with 46 columns (20 k, 20 e, 5 d, r), got "
                               f"{array.dtype} {array.shape}")
         ks, es, depth, res = array[:, :20], array[:, 20:40], array[:, 40:45], array[:, 45]
-        choices = array[:, :45]
-        if choices.min(initial=3) < 0 or choices.max(initial=3) > 7:
+        if (ks.min(initial=3) < 0 or es.min(initial=3) < 0 or depth.min(initial=2) < 0
+                or ks.max(initial=3) > 7 or es.max(initial=3) > 7 or depth.max(initial=2) > 7):
             raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
         k_idx, e_idx = _K_INDEX[ks], _E_INDEX[es]
         if (k_idx < 0).any() or (e_idx < 0).any() or (_D_VALID[depth] == 0).any():
             raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
-        base = ((_BLOCK_STAGE * 2 + np.minimum(_BLOCK_POSITION, 1)) * len(KERNELS) * len(EXPANDS)).astype(np.int16)
-        slot_all = base[None, :] + (k_idx * np.int8(len(EXPANDS)) + e_idx)
+        base = (_BLOCK_STAGE * 2 + np.minimum(_BLOCK_POSITION, 1)) * len(KERNELS) * len(EXPANDS)
+        slot_all = base[None, :] + k_idx * len(EXPANDS) + e_idx
         active_all = _BLOCK_POSITION[None, :] < depth[:, _BLOCK_STAGE]
         for r in np.unique(res):
             if int(r) not in RESOLUTIONS:
