@@ -162,7 +162,8 @@ def test_directory_and_broken_modules_as_models(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--width", "2"], "widths"), (["--resolution", "150"], "resolutions"), (["--space", "nb201"], "unknown spaces"),
+    (["--width", "2"], "widths"), (["--resolution", "150"], "resolutions"),
+    (["--space", "nb201"], "no ops to measure here"), (["--space", "spos"], "unknown spaces"),
     (["--threads", "0"], "threads must be >= 1"),
 ])
 def test_failed_table_build_leaves_no_database(tmp_path: Path, args: list[str], match: str) -> None:
@@ -201,3 +202,34 @@ def test_import_a_foreign_table(tmp_path: Path) -> None:
     wrong_space = run_cli("table", "import", str(PROXYLESS), "--format", "proxylessnas", "--space", "ofa-mbv3",
                           "--name", "other", "--db", db)
     assert "belongs to space 'proxylessnas-mobile'" in _error_line(wrong_space)
+
+
+def test_space_list_sample_and_ops(tmp_path: Path) -> None:
+    listed = run_cli("space", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {json.loads(line)["name"]: json.loads(line) for line in listed.stdout.splitlines()}
+    assert set(rows) == {"fbnet", "hat", "nb201", "ofa-mbv3"} and rows["nb201"]["archs"] == 15625
+    assert rows["ofa-mbv3"]["buildable"] and not rows["hat"]["buildable"]
+    sampled = run_cli("space", "sample", "ofa-mbv3", "--n", "2", "--seed", "7")
+    assert sampled.returncode == 0, sampled.stderr
+    lines = sampled.stdout.splitlines()
+    again = run_cli("space", "sample", "ofa-mbv3", "--n", "2", "--seed", "7").stdout.splitlines()
+    assert len(lines) == 2 and lines == again
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text(lines[0])
+    ops = run_cli("space", "ops", "ofa-mbv3", "--arch", f"@{arch_file}", "--json")
+    assert ops.returncode == 0, ops.stderr
+    keys = [json.loads(line)["key"] for line in ops.stdout.splitlines()]
+    arch = json.loads(lines[0])
+    assert len(keys) == 2 + sum(arch["d"]) + 4 and keys[0].startswith(f"Conv-input:{arch['r']}x{arch['r']}x3")
+    nb = run_cli("space", "sample", "nb201", "--n", "1")
+    assert json.loads(nb.stdout)["arch"].startswith("|")
+    bad = dict(arch, e=[5] * 20)
+    assert "e must be 20 values from (3, 4, 6)" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch",
+                                                                       json.dumps(bad)))
+    assert "unknown spaces 'spos'" in _error_line(run_cli("space", "sample", "spos"))
+    assert "no ops to build" in _error_line(run_cli("space", "ops", "nb201", "--arch", nb.stdout.strip()))
+    assert "cannot read arch file" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch", "@/nonexistent"))
+    assert "has no ops to measure" in _error_line(run_cli("table", "build", "--space", "hat", "--db",
+                                                          f"sqlite:///{tmp_path}/t.db"))
+    assert not (tmp_path / "t.db").exists()

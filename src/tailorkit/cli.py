@@ -313,6 +313,93 @@ def table_import(
     out.print(f"imported {count} entries into table {table.name} ({store.url})")
 
 
+# -------------------------------------------------------------------------------------------------- space
+
+space_app = typer.Typer(no_args_is_help=True, help="List search spaces, sample archs, show an arch's ops.")
+app.add_typer(space_app, name="space")
+WidthOpt = Annotated[float, typer.Option(help="ofa-mbv3: width multiplier (1.0 or 1.2).")]
+
+
+def _space(name: str, width: float) -> Any:
+    from tailorkit.spaces import spaces
+
+    factory = spaces.get(name)
+    return factory(width=width) if getattr(factory, "buildable", False) else factory()
+
+
+def _read_arch(space: Any, text: str) -> Any:
+    """An arch as JSON (``@FILE`` reads a file), or for NB201/FBNet their text form."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read arch file {str(path)!r}: {exc.strerror or exc}") from None
+    if not text.lstrip().startswith("{") and hasattr(space, "arch_type"):
+        return space.arch_type.from_str(text.strip())
+    return space.arch_from_json(text)
+
+
+@space_app.command("list")
+def space_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False) -> None:
+    """Names, sizes and encodings of the search spaces."""
+    from tailorkit.spaces import spaces
+
+    rows = [_space(name, 1.0).describe() for name in spaces]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title="Search spaces", header_style="bold")
+    for column in ("name", "archs", "encoding", "length", "ops to measure"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], f"{row['archs']:.3g}", row["encoding"], str(row["encoding_length"]),
+                      "yes" if row["buildable"] else "no (public tables)")
+    out.print(table)
+
+
+@space_app.command("sample")
+def space_sample(
+    name: Annotated[str, typer.Argument(help="Space name (`tailor space list`).")],
+    n: Annotated[int, typer.Option("--n", help="How many archs.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    width: WidthOpt = 1.0,
+) -> None:
+    """Random archs as JSON lines (what --arch and arch files take)."""
+    import numpy as np
+
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    space = _space(name, width)
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        print(space.arch_to_json(space.sample(rng)))
+
+
+@space_app.command("ops")
+def space_ops(
+    name: Annotated[str, typer.Argument(help="Space name.")],
+    arch: Annotated[str, typer.Option(help="Arch JSON, or @FILE.")],
+    width: WidthOpt = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """The ops an arch runs, in order, with their latency-table keys."""
+    space = _space(name, width)
+    ops = space.ops(_read_arch(space, arch))
+    if as_json:
+        for op in ops:
+            print(json.dumps({"key": op.key, **op.to_dict()}))
+        return
+    table = Table(title=f"{len(ops)} ops", header_style="bold")
+    for column in ("#", "op type", "input", "output", "key"):
+        table.add_column(column, overflow="fold")
+    for i, op in enumerate(ops):
+        table.add_row(str(i), op.op_type, "x".join(map(str, op.input_shape)), "x".join(map(str, op.output_shape)),
+                      op.key)
+    out.print(table)
+
+
 # ---------------------------------------------------------------------------------------------- predictor
 
 predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")
@@ -472,10 +559,9 @@ def predictor_sample(
     """Kernel-level predictor by adaptive sampling: measure single ops where the model is least sure, refit."""
     from tailorkit.predictors import KernelPredictor
     from tailorkit.predictors.kernel import SamplingRound, adaptive_sample, perturbed_ops, store_measurer
-    from tailorkit.profiler.api import open_device
+    from tailorkit.profiler.api import buildable_space, open_device
     from tailorkit.profiler.store import TableStore
     from tailorkit.profiler.tables import TableProgress
-    from tailorkit.spaces import spaces
 
     if rounds < 0 or per_round < 1 or initial < 1 or candidates < per_round:
         raise ConfigError("--rounds >= 0, --per-round >= 1, --initial >= 1 and --candidates >= --per-round, please")
@@ -483,7 +569,7 @@ def predictor_sample(
         res = [int(r) for r in resolutions.split(",") if r.strip()]
     except ValueError:
         raise ConfigError(f"--resolutions {resolutions!r} must be integers like 160,224") from None
-    space_obj = spaces.create(space, width=width)
+    space_obj = buildable_space(space, width)
     seeds = [op for r in res for op in space_obj.all_ops(r)]
     if not seeds:
         raise ConfigError("--resolutions names no resolution")

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from tailorkit.core.config import TailorConfig, load_config
+from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency
 from tailorkit.devices import Device, create_device
 from tailorkit.profiler.models import prepare_model
@@ -64,6 +65,16 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
                             input_shapes=prepared.input_shapes, ops=ops)
 
 
+def buildable_space(name: str, width: float) -> Any:
+    """A space whose ops can be measured here, or a ConfigError that says why not."""
+    factory = spaces.get(name)
+    if not getattr(factory, "buildable", False):
+        buildable = [n for n in spaces if getattr(spaces.get(n), "buildable", False)]
+        raise ConfigError(f"space {name!r} has no ops to measure here (its latencies come from public tables); "
+                          f"spaces with ops: {', '.join(buildable)}")
+    return factory(width=width)
+
+
 def table_name(space: str, width: float, resolution: int) -> str:
     return f"{space}-w{width:g}-r{resolution}"
 
@@ -74,7 +85,7 @@ def build_table(space: str, device: str | Device = "cpu", *, resolution: int, wi
                 progress: Callable[[TableProgress], None] | None = None) -> TableBuildReport:
     """Measure every distinct op of ``space`` at ``resolution`` into the store (resuming what is there)."""
     config = config or load_config()
-    space_obj = spaces.create(space, width=width)
+    space_obj = buildable_space(space, width)
     ops = space_obj.all_ops(resolution)  # every argument is checked before the store is opened or created
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)

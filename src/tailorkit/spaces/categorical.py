@@ -3,12 +3,13 @@ one-hot encoding, sampling and decoding they share."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tailorkit.core.errors import ConfigError
+from tailorkit.spaces.base import Space, mix, redraw
 
 
 def check_choices(ops: Any, positions: int, choices: int, what: str, unit: str) -> tuple[int, ...]:
@@ -22,10 +23,13 @@ def check_choices(ops: Any, positions: int, choices: int, what: str, unit: str) 
     return values
 
 
-class CategoricalSpace:
+class CategoricalSpace(Space):
     """Encoding: per position a one-hot over the choices, positions in order, flattened (float32). It is
     lossless, so :meth:`decode` inverts it. Subclasses name the positions, the choices, the arch type and how
-    an arch is written as text."""
+    an arch is written as text. As JSON an arch is ``{"arch": <its text form>}``; ``{"ops": [indices]}`` is
+    read too."""
+
+    encoding_name = "one-hot per position"
 
     name: ClassVar[str]
     positions: ClassVar[int]
@@ -48,6 +52,25 @@ class CategoricalSpace:
     def sample(self, rng: np.random.Generator) -> Any:
         """Uniform per position (how the HELP / HW-NAS-Bench archs were drawn)."""
         return self.arch_type(tuple(int(v) for v in rng.integers(0, len(self.choices), self.positions)))
+
+    def mutate(self, arch: Any, rng: np.random.Generator, prob: float = 0.1) -> Any:
+        choices = [range(len(self.choices))] * self.positions
+        return self.arch_type(tuple(int(v) for v in redraw(arch.ops, choices, rng, prob)))
+
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> Any:
+        return self.arch_type(tuple(int(v) for v in mix(a.ops, b.ops, rng)))
+
+    def arch_to_dict(self, arch: Any) -> dict[str, Any]:
+        return {"arch": arch.to_str()}
+
+    def arch_from_dict(self, data: Mapping[str, Any]) -> Any:
+        keys = set(data)
+        if len(keys) != 1 or not keys <= {"arch", "ops"}:
+            raise ConfigError(f"a {self.name} arch is {{\"arch\": \"...\"}} or {{\"ops\": [...]}}, got fields "
+                              f"{sorted(keys)}")
+        if "arch" in data:
+            return self.arch_type.from_str(data["arch"])
+        return self.arch_type(data["ops"])
 
     def _one_hot(self, ops: np.ndarray) -> np.ndarray:
         n, k = ops.shape[0], len(self.choices)

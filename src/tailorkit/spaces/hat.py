@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tailorkit.core.errors import ConfigError
+from tailorkit.spaces.base import Space, check_fields, mix, redraw
 
 EMBED_DIMS = (512, 640)
 ENCODER_LAYERS = 6
@@ -100,18 +101,69 @@ class HATArch:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HATArch:
         names = [f.name for f in fields(cls)]
-        missing = [k for k in names if k not in data]
-        if missing:
-            raise ConfigError(f"HAT arch needs keys {names}; missing {missing}")
+        check_fields(data, names, "a HAT arch")
         return cls(**{k: data[k] for k in names})
 
 
-class HATSpace:
+# genes of a HAT arch, flattened for mutation and crossover: 3 scalars, the encoder lists, the decoder lists
+# padded to 6 layers
+_GENE_CHOICES: list[Sequence[int]] = (
+    [EMBED_DIMS, EMBED_DIMS, DECODER_LAYERS] + [FFN_DIMS] * ENCODER_LAYERS + [HEADS] * ENCODER_LAYERS
+    + [choices for _, choices in _DECODER_LISTS for _ in range(MAX_LAYERS)])
+
+
+class HATSpace(Space):
     """``encode`` gives HAT's 10 predictor features (float64, so they equal the csv values bit for bit)."""
 
     name = "hat"
-    encoding_length = len(FEATURES)
+    encoding_name = "HAT's 10 predictor features"
     FEATURES = FEATURES
+
+    @property
+    def encoding_length(self) -> int:
+        return len(FEATURES)
+
+    @property
+    def size(self) -> int:
+        encoder = (len(FFN_DIMS) * len(HEADS)) ** ENCODER_LAYERS
+        per_decoder_layer = len(FFN_DIMS) * len(HEADS) ** 2 * len(ARBITRARY_ENDE_ATTN)
+        return len(EMBED_DIMS) ** 2 * encoder * sum(per_decoder_layer ** n for n in DECODER_LAYERS)
+
+    def _genes(self, arch: HATArch, rng: np.random.Generator) -> np.ndarray:
+        """Decoder slots past the depth hold random values: they only matter if a mutation deepens it."""
+        genes = [arch.encoder_embed_dim, arch.decoder_embed_dim, arch.decoder_layer_num,
+                 *arch.encoder_ffn_embed_dim, *arch.encoder_self_attention_heads]
+        for name, choices in _DECODER_LISTS:
+            values = list(getattr(arch, name))
+            genes += values + [int(v) for v in rng.choice(choices, MAX_LAYERS - len(values))]
+        return np.array(genes, dtype=np.int64)
+
+    @staticmethod
+    def _from_genes(genes: np.ndarray) -> HATArch:
+        g = [int(v) for v in genes]
+        e = ENCODER_LAYERS
+        dec = [tuple(g[3 + 2 * e + i * MAX_LAYERS: 3 + 2 * e + (i + 1) * MAX_LAYERS]) for i in range(4)]
+        return HATArch(encoder_embed_dim=g[0], decoder_embed_dim=g[1], decoder_layer_num=g[2],
+                       encoder_ffn_embed_dim=tuple(g[3:3 + e]), encoder_self_attention_heads=tuple(g[3 + e:3 + 2 * e]),
+                       decoder_ffn_embed_dim=dec[0], decoder_self_attention_heads=dec[1],
+                       decoder_ende_attention_heads=dec[2], decoder_arbitrary_ende_attn=dec[3])
+
+    def mutate(self, arch: HATArch, rng: np.random.Generator, prob: float = 0.1) -> HATArch:
+        genes = self._genes(arch, rng)
+        live = np.ones(genes.size, dtype=bool)
+        for i in range(len(_DECODER_LISTS)):
+            start = 3 + 2 * ENCODER_LAYERS + i * MAX_LAYERS
+            live[start + arch.decoder_layer_num: start + MAX_LAYERS] = False
+        return self._from_genes(redraw(genes, _GENE_CHOICES, rng, prob, live))
+
+    def crossover(self, a: HATArch, b: HATArch, rng: np.random.Generator) -> HATArch:
+        return self._from_genes(mix(self._genes(a, rng), self._genes(b, rng), rng))
+
+    def arch_to_dict(self, arch: HATArch) -> dict[str, Any]:
+        return arch.to_dict()
+
+    def arch_from_dict(self, data: Mapping[str, Any]) -> HATArch:
+        return HATArch.from_dict(data)
 
     def sample(self, rng: np.random.Generator) -> HATArch:
         """Every choice uniform and independent, as HAT samples SubTransformers (values for all 6 decoder
@@ -128,9 +180,6 @@ class HATSpace:
             decoder_self_attention_heads=pick(HEADS, MAX_LAYERS),
             decoder_ende_attention_heads=pick(HEADS, MAX_LAYERS),
             decoder_arbitrary_ende_attn=pick(ARBITRARY_ENDE_ATTN, MAX_LAYERS))
-
-    def encode(self, arch: HATArch) -> np.ndarray:
-        return self.encode_batch([arch])[0]
 
     def encode_batch(self, archs: Sequence[HATArch]) -> np.ndarray:
         """``(N, 10)`` in ``FEATURES`` order. Decoder lists are padded to 6 and masked, so all averages are

@@ -18,6 +18,7 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
+from tailorkit.spaces.base import Space, check_fields, mix, redraw
 from tailorkit.spaces.blocks import build_op, make_divisible
 
 KERNELS = (3, 5, 7)
@@ -69,20 +70,27 @@ class OFAArch:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OFAArch:
-        missing = {"ks", "e", "d", "r"} - set(data)
-        if missing:
-            raise ConfigError(f"OFA arch needs keys ks, e, d, r; missing {sorted(missing)}")
-        return cls(ks=tuple(data["ks"]), e=tuple(data["e"]), d=tuple(data["d"]), r=int(data["r"]))
+        check_fields(data, ("ks", "e", "d", "r"), "an OFA arch")
+        for name in ("ks", "e", "d"):
+            if not isinstance(data[name], (list, tuple)):
+                raise ConfigError(f"OFA arch {name} must be a list, got {data[name]!r}")
+        r = data["r"]
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
+            raise ConfigError(f"OFA arch r must be an integer resolution, got {r!r}")
+        return cls(ks=tuple(data["ks"]), e=tuple(data["e"]), d=tuple(data["d"]), r=int(r))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
 
-class OFAMobileNetV3Space:
+class OFAMobileNetV3Space(Space):
     """``ops(arch)`` lists the ops a subnet runs in order; ``all_ops(r)`` every distinct op at a resolution
-    (what a lookup table must hold); ``build(arch)`` the subnet as a torch module made of those ops."""
+    (what a lookup table must hold); ``build(arch)`` the subnet as a torch module made of those ops. The
+    encoding is the k/e/d/r integer row of :meth:`to_array`."""
 
     name = "ofa-mbv3"
+    buildable = True
+    encoding_name = "k/e/d/r integers"
 
     def __init__(self, width: float = 1.0, num_classes: int = 1000) -> None:
         if width not in WIDTHS:
@@ -116,6 +124,38 @@ class OFAMobileNetV3Space:
         return OFAArch(ks=tuple(rng.choice(KERNELS, N_BLOCKS)), e=tuple(rng.choice(EXPANDS, N_BLOCKS)),
                        d=tuple(rng.choice(DEPTHS, len(_STAGES))),
                        r=int(resolution if resolution is not None else rng.choice(RESOLUTIONS)))
+
+    @property
+    def size(self) -> int:
+        per_stage = sum((len(KERNELS) * len(EXPANDS)) ** d for d in DEPTHS)
+        return per_stage ** len(_STAGES) * len(RESOLUTIONS)
+
+    @property
+    def encoding_length(self) -> int:
+        return 2 * N_BLOCKS + len(_STAGES) + 1
+
+    def mutate(self, arch: OFAArch, rng: np.random.Generator, prob: float = 0.1) -> OFAArch:
+        row = self.to_array([arch])[0]
+        choices = [KERNELS] * N_BLOCKS + [EXPANDS] * N_BLOCKS + [DEPTHS] * len(_STAGES) + [RESOLUTIONS]
+        active = _BLOCK_POSITION < np.asarray(arch.d)[_BLOCK_STAGE]
+        live = np.concatenate([active, active, np.ones(len(_STAGES) + 1, dtype=bool)])
+        return self.from_array(redraw(row, choices, rng, prob, live)[None, :])[0]
+
+    def crossover(self, a: OFAArch, b: OFAArch, rng: np.random.Generator) -> OFAArch:
+        rows = self.to_array([a, b])
+        return self.from_array(mix(rows[0], rows[1], rng)[None, :])[0]
+
+    def encode_batch(self, archs: Sequence[OFAArch]) -> np.ndarray:
+        return self.to_array(archs)
+
+    def decode(self, vec: np.ndarray) -> OFAArch:
+        return self.from_array(np.asarray(vec).reshape(1, -1))[0]
+
+    def arch_to_dict(self, arch: OFAArch) -> dict[str, Any]:
+        return arch.to_dict()
+
+    def arch_from_dict(self, data: Mapping[str, Any]) -> OFAArch:
+        return OFAArch.from_dict(data)
 
     # ---------------------------------------------------------------------------------------------- ops
 

@@ -1,0 +1,133 @@
+"""The Space seam: what search, predictors and tables need from a search space, for every space alike.
+
+An arch is a frozen dataclass owned by its space. A space samples archs, mutates and crosses them over (the
+moves of evolutionary search), encodes them for predictors (``encode_batch`` for whole populations), writes them
+as JSON-able dicts (files, the CLI) and reads them back with errors that name the offending field. Spaces whose
+ops can be built and measured here (``buildable``) also list an arch's ops with their table keys and build it
+as a torch module; the others (NAS-Bench-201, FBNet, HAT) are known through public latency tables.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tailorkit.core.errors import ConfigError
+
+
+class Space(abc.ABC):
+    name: ClassVar[str]
+    buildable: ClassVar[bool] = False
+    encoding_name: ClassVar[str] = ""  # what ``encode`` returns, in a few words (``tailor space list``)
+
+    # ------------------------------------------------------------------------------------------ archs
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """How many distinct archs the space holds (a Python int: they get large)."""
+
+    @property
+    @abc.abstractmethod
+    def encoding_length(self) -> int: ...
+
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator) -> Any: ...
+
+    @abc.abstractmethod
+    def mutate(self, arch: Any, rng: np.random.Generator, prob: float = 0.1) -> Any:
+        """Each choice is redrawn (to a different value) with probability ``prob``; at least one always is, so
+        a mutant differs from its parent."""
+
+    @abc.abstractmethod
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> Any:
+        """Each choice from ``a`` or ``b`` with equal probability."""
+
+    # ------------------------------------------------------------------------------------- encodings
+
+    def encode(self, arch: Any) -> np.ndarray:
+        return self.encode_batch([arch])[0]
+
+    @abc.abstractmethod
+    def encode_batch(self, archs: Sequence[Any]) -> np.ndarray: ...
+
+    def decode(self, vec: np.ndarray) -> Any:
+        raise ConfigError(f"the {self.name} encoding is lossy (many archs share one), so it cannot be decoded")
+
+    # ------------------------------------------------------------------------------------------ JSON
+
+    @abc.abstractmethod
+    def arch_to_dict(self, arch: Any) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def arch_from_dict(self, data: Mapping[str, Any]) -> Any:
+        """Inverse of :meth:`arch_to_dict`; a missing, unknown or out-of-range field is a ConfigError naming it."""
+
+    def arch_to_json(self, arch: Any) -> str:
+        return json.dumps(self.arch_to_dict(arch), separators=(",", ":"))
+
+    def arch_from_json(self, text: str) -> Any:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"a {self.name} arch must be a JSON object: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"a {self.name} arch must be a JSON object, got {type(data).__name__}")
+        return self.arch_from_dict(data)
+
+    # ------------------------------------------------------------------------------ buildable spaces
+
+    def ops(self, arch: Any) -> list[Any]:
+        raise self._not_buildable()
+
+    def all_ops(self, resolution: int) -> list[Any]:
+        raise self._not_buildable()
+
+    def build(self, arch: Any) -> Any:
+        raise self._not_buildable()
+
+    def _not_buildable(self) -> ConfigError:
+        return ConfigError(f"space {self.name!r} has no ops to build or measure here (its latencies come from "
+                           "public tables)")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "archs": self.size, "encoding": self.encoding_name,
+                "encoding_length": self.encoding_length, "buildable": self.buildable}
+
+
+def check_fields(data: Mapping[str, Any], required: Sequence[str], what: str) -> None:
+    """A ConfigError naming missing or unknown keys of an arch dict."""
+    missing = [k for k in required if k not in data]
+    unknown = sorted(set(data) - set(required))
+    if missing or unknown:
+        raise ConfigError(f"{what} needs the fields {list(required)}"
+                          + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+
+
+def redraw(values: Sequence[int], choices: Sequence[Sequence[int]], rng: np.random.Generator, prob: float,
+           live: np.ndarray | None = None) -> np.ndarray:
+    """Mutation of a flat gene vector: each gene, with probability ``prob``, takes another value from its
+    ``choices[i]``; at least one gene always does, drawn among the ``live`` ones (genes that change the network:
+    a kernel past a stage's depth does not)."""
+    if not 0.0 <= prob <= 1.0:
+        raise ConfigError(f"mutation probability must be in [0, 1], got {prob}")
+    values = np.array(values, dtype=np.int64)
+    hit = rng.random(values.size) < prob
+    pool = np.flatnonzero(live) if live is not None else np.arange(values.size)
+    if not hit[pool].any():
+        hit[rng.choice(pool)] = True
+    for i in np.flatnonzero(hit):
+        others = [c for c in choices[i] if c != values[i]]
+        if others:
+            values[i] = others[int(rng.integers(len(others)))]
+    return values
+
+
+def mix(a: Sequence[int], b: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """Uniform crossover of two equally long gene vectors."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    return np.where(rng.random(a.size) < 0.5, a, b)
