@@ -233,3 +233,24 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     assert "has no ops to measure" in _error_line(run_cli("table", "build", "--space", "hat", "--db",
                                                           f"sqlite:///{tmp_path}/t.db"))
     assert not (tmp_path / "t.db").exists()
+
+
+def test_supernet_train_resume_and_eval(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    args = ["supernet", "train", "-o", str(ckpt), "--epochs", "1", "--steps-per-epoch", "2", "--subnets", "1"]
+    trained = run_cli(*args)
+    assert trained.returncode == 0, trained.stderr
+    assert "epoch 1/1" in trained.stderr and (ckpt / "supernet.pt").exists()
+    assert run_cli(*args).returncode == 0  # already done: resumes, trains nothing, keeps the checkpoint
+    arch = json.dumps({"ks": [3] * 20, "e": [4] * 20, "d": [2] * 5, "r": 160})
+    result = run_cli("supernet", "eval", str(ckpt), "--arch", arch, "--json", "--split", "val")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["accuracy"] == row["extracted_accuracy"] and 0 <= row["accuracy"] <= 1
+    assert "no supernet checkpoint" in _error_line(run_cli("supernet", "eval", str(tmp_path / "none")))
+    other = run_cli("supernet", "train", "-o", str(ckpt), "--epochs", "3")
+    assert "was trained with" in _error_line(other)
+    assert "no supernet for space 'nb201'" in _error_line(run_cli("supernet", "train", "-o", str(tmp_path / "x"),
+                                                                  "--space", "nb201"))
+    assert "widths" in _error_line(run_cli("supernet", "train", "-o", str(tmp_path / "y"), "--width", "0.5"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -400,6 +400,76 @@ def space_ops(
     out.print(table)
 
 
+# ----------------------------------------------------------------------------------------------- supernet
+
+supernet_app = typer.Typer(no_args_is_help=True, help="Train weight-sharing supernets on digits; evaluate subnets.")
+app.add_typer(supernet_app, name="supernet")
+
+
+@supernet_app.command("train")
+def supernet_train(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint folder (a rerun resumes it).")],
+    space: Annotated[str, typer.Option(help="Space of the supernet (ofa-mbv3).")] = "ofa-mbv3",
+    epochs: Annotated[int, typer.Option(help="Epochs over the digits training split.")] = 8,
+    width: WidthOpt = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 0.05,
+    subnets: Annotated[int, typer.Option(help="Subnets trained per step (the largest plus sampled ones).")] = 2,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Steps per epoch [one pass over the images].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the OFA supernet with progressive shrinking on scikit-learn's digits; checkpoint every epoch."""
+    from tailorkit.search.supernet import EpochReport, SupernetConfig, train_supernet
+
+    if space != "ofa-mbv3":
+        from tailorkit.spaces import spaces
+
+        spaces.get(space)  # an unknown name lists the known ones
+        raise ConfigError(f"no supernet for space {space!r} yet; available: ofa-mbv3")
+    config = SupernetConfig(epochs=epochs, batch_size=batch_size, lr=lr, subnets_per_step=subnets, width=width,
+                            seed=seed, steps_per_epoch=steps_per_epoch)
+    from tailorkit.spaces import OFAMobileNetV3Space
+
+    OFAMobileNetV3Space(width=width)  # a bad width fails before any folder is made
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("training", total=None)
+
+        def on_step(step: int, total: int, report: EpochReport | None) -> None:
+            bar.update(task, completed=step, total=total)
+            if report is not None:
+                bar.console.print(f"epoch {report.epoch}/{epochs} ({report.phase}): loss {report.loss:.3f}, val "
+                                  f"accuracy largest {report.val_largest:.3f} smallest {report.val_smallest:.3f}, "
+                                  f"{report.seconds:.0f} s")
+
+        train_supernet(config, output, progress=on_step)
+    out.print(f"supernet checkpoint in {output}")
+
+
+@supernet_app.command("eval")
+def supernet_eval(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder from `tailor supernet train`.")],
+    arch: Annotated[list[str], typer.Option(help="Arch JSON or @FILE; repeatable. [largest and smallest]")] = [],  # noqa: B006
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Digits accuracy of subnets run by the supernet (batch norm recalibrated per subnet)."""
+    from tailorkit.search.supernet import accuracy, evaluate_arch, load_digits_splits, load_supernet
+
+    net, _config, _history = load_supernet(checkpoint)
+    archs = [_read_arch(net.space, a) for a in arch] or [net.space.largest(), net.space.smallest()]
+    data = load_digits_splits()
+    for a in archs:
+        supernet_acc = evaluate_arch(net, data, a, split)
+        extracted_acc = accuracy(net.extract(a), data, a.r, split)
+        if as_json:
+            print(json.dumps({"arch": a.to_dict(), "split": split, "accuracy": supernet_acc,
+                              "extracted_accuracy": extracted_acc}))
+        else:
+            out.print(f"{split} accuracy {supernet_acc:.4f} (extracted subnet {extracted_acc:.4f})  "
+                      f"{net.space.arch_to_json(a)}", highlight=False)
+
+
 # ---------------------------------------------------------------------------------------------- predictor
 
 predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")

@@ -1,0 +1,316 @@
+"""Training the OFA-MobileNetV3 supernet on real data that ships with scikit-learn: the digits (1 797 8×8
+images of 10 classes), with OFA's progressive shrinking, checkpoints after every epoch and resume.
+
+Digits are 8×8; an arch's resolution r (128–224) is scaled down to r / 4 (32–56 px, bilinear upsampling) so a
+training run fits two CPU cores in minutes, while the architecture — and so its latency-table ops at r — stays
+OFA's. The split is fixed (stratified, seed 0): 1 257 train, 270 validation, 270 test.
+
+Progressive shrinking (Cai et al., 2020), as phases over the epochs: the largest subnet only; then elastic
+kernel; then elastic depth; then elastic expand ratio, after sorting channels by importance. Every phase
+samples resolutions. Each step trains the largest subnet and ``subnets_per_step - 1`` sampled ones on the same
+batch (the sandwich rule without distillation) and sums their losses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tailorkit.core.errors import ConfigError, TailorError
+from tailorkit.spaces.ofa_mbv3 import (
+    DEPTHS,
+    EXPANDS,
+    KERNELS,
+    MAX_DEPTH,
+    N_BLOCKS,
+    RESOLUTIONS,
+    OFAArch,
+    OFAMobileNetV3Space,
+)
+from tailorkit.spaces.ofa_supernet import OFASupernet, recalibrate_bn
+
+log = logging.getLogger(__name__)
+
+RESOLUTION_SCALE = 8
+PHASES = ("largest", "kernel", "depth", "expand")
+CHECKPOINT = "supernet.pt"
+CONFIG = "config.json"
+
+
+class CheckpointError(TailorError):
+    """A checkpoint folder that cannot be used (missing, corrupt, trained with other settings)."""
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DigitsSplits:
+    """Images as (N, 1, 8, 8) floats standardised with the training mean and std; labels as int64."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if name not in ("train", "val", "test"):
+            raise ConfigError(f"split must be train, val or test, got {name!r}")
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+
+def load_digits_splits() -> DigitsSplits:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = data.images.astype(np.float32)
+    y = data.target.astype(np.int64)
+    idx = np.arange(len(y))
+    train, rest = train_test_split(idx, test_size=540, stratify=y, random_state=0)
+    val, test = train_test_split(rest, test_size=270, stratify=y[rest], random_state=0)
+    mean, std = float(x[train].mean()), float(x[train].std())
+
+    def t(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy((x[rows] - mean) / std)[:, None], torch.from_numpy(y[rows])
+
+    (a, b), (c, d), (e, f) = t(train), t(val), t(test)
+    return DigitsSplits(a, b, c, d, e, f)
+
+
+def at_resolution(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Digits as the 3-channel input an OFA subnet at resolution ``r`` sees (r / 4 pixels square)."""
+    size = r // RESOLUTION_SCALE
+    up = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    # channels-last makes oneDNN's depthwise convolutions (forward and backward) several times faster on CPU
+    return up.contiguous(memory_format=torch.channels_last)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def phase_of(epoch: int, epochs: int) -> str:
+    """Equal shares of the epochs per phase, in order (fewer epochs than phases: the later phases)."""
+    return PHASES[min(len(PHASES) - 1, max(0, len(PHASES) - epochs) + epoch * len(PHASES) // max(epochs, 1))]
+
+
+def sample_arch(phase: str, gen: torch.Generator) -> OFAArch:
+    def pick(choices: tuple[int, ...], n: int) -> tuple[int, ...]:
+        idx = torch.randint(len(choices), (n,), generator=gen).tolist()
+        return tuple(choices[i] for i in idx)
+
+    level = PHASES.index(phase)
+    ks = pick(KERNELS, N_BLOCKS) if level >= 1 else (max(KERNELS),) * N_BLOCKS
+    stages = N_BLOCKS // MAX_DEPTH
+    d = pick(DEPTHS, stages) if level >= 2 else (MAX_DEPTH,) * stages
+    e = pick(EXPANDS, N_BLOCKS) if level >= 3 else (max(EXPANDS),) * N_BLOCKS
+    return OFAArch(ks=ks, e=e, d=d, r=pick(RESOLUTIONS, 1)[0])
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.05
+    weight_decay: float = 3e-5
+    subnets_per_step: int = 2
+    width: float = 1.0
+    seed: int = 0
+    steps_per_epoch: int | None = None  # None: one pass over the training images; fewer for smoke runs
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.subnets_per_step < 1:
+            raise ConfigError("epochs, batch_size and subnets_per_step must be >= 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError("steps_per_epoch must be >= 1")
+        if not (self.lr > 0 and self.weight_decay >= 0):
+            raise ConfigError("lr must be > 0 and weight_decay >= 0")
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    phase: str
+    loss: float
+    val_largest: float  # validation accuracy of the largest subnet (after BN recalibration)
+    val_smallest: float
+    seconds: float
+
+
+@dataclass
+class TrainingState:
+    epochs_done: int = 0
+    sorted_channels: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: DigitsSplits | None = None,
+                   progress: Callable[[int, int, EpochReport | None], None] | None = None) -> OFASupernet:
+    """Train (or resume training of) the supernet in ``ckpt_dir``; a checkpoint is written atomically after
+    every epoch, so a killed run resumes at the last finished epoch. ``progress(step, steps, report)`` is
+    called after every step (report None) and every epoch."""
+    import time
+
+    ckpt = Path(ckpt_dir)
+    data = data or load_digits_splits()
+    torch.manual_seed(config.seed)
+    net = OFASupernet(OFAMobileNetV3Space(width=config.width), num_classes=10)
+    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                          weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    state = TrainingState()
+    if (ckpt / CHECKPOINT).exists():
+        state = _load_checkpoint(ckpt, config, net, opt, gen)
+        log.info("resuming at epoch %d of %d", state.epochs_done, config.epochs)
+    else:
+        _write_config(ckpt, config)
+    n = data.train_x.shape[0]
+    steps_per_epoch = min(math.ceil(n / config.batch_size), config.steps_per_epoch or n)
+    total = steps_per_epoch * config.epochs
+    for epoch in range(state.epochs_done, config.epochs):
+        t0 = time.perf_counter()
+        phase = phase_of(epoch, config.epochs)
+        if phase == "expand" and not state.sorted_channels:
+            net.sort_channels()
+            state.sorted_channels = True
+        net.train()
+        order = torch.randperm(n, generator=gen)
+        losses = []
+        for step in range(steps_per_epoch):
+            lr = 0.5 * config.lr * (1 + math.cos(math.pi * (epoch * steps_per_epoch + step) / total))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            rows = order[step * config.batch_size:(step + 1) * config.batch_size]
+            x, y = data.train_x[rows], data.train_y[rows]
+            opt.zero_grad()
+            loss_sum = 0.0
+            archs = [OFAArch(ks=(7,) * N_BLOCKS, e=(6,) * N_BLOCKS, d=(4,) * 5, r=sample_arch(phase, gen).r)]
+            archs += [sample_arch(phase, gen) for _ in range(config.subnets_per_step - 1)]
+            for arch in archs:
+                net.set_arch(arch)
+                loss = F.cross_entropy(net(at_resolution(x, arch.r)), y)
+                loss.backward()
+                loss_sum += loss.item()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            losses.append(loss_sum / len(archs))
+            if progress:
+                progress(epoch * steps_per_epoch + step + 1, total, None)
+        space = net.space
+        report = EpochReport(epoch + 1, phase, float(np.mean(losses)),
+                             evaluate_arch(net, data, space.largest(), "val"),
+                             evaluate_arch(net, data, space.smallest(), "val"), time.perf_counter() - t0)
+        state.epochs_done = epoch + 1
+        state.history.append(asdict(report))
+        _save_checkpoint(ckpt, net, opt, gen, state)
+        log.info("epoch %d (%s): loss %.3f, val largest %.3f smallest %.3f", report.epoch, phase, report.loss,
+                 report.val_largest, report.val_smallest)
+        if progress:
+            progress((epoch + 1) * steps_per_epoch, total, report)
+    return net
+
+
+@torch.no_grad()
+def evaluate_arch(net: OFASupernet, data: DigitsSplits, arch: OFAArch, split: str = "test",
+                  calibration_batches: int = 8, batch_size: int = 128) -> float:
+    """Accuracy of ``arch`` run by the supernet on ``split``, after re-estimating its batch-norm statistics on
+    training images (the same images every time, so the result is deterministic)."""
+    net.set_arch(arch)
+    calib = [at_resolution(data.train_x[i:i + batch_size], arch.r)
+             for i in range(0, min(len(data.train_x), calibration_batches * batch_size), batch_size)]
+    recalibrate_bn(net, calib)
+    return accuracy(net, data, arch.r, split)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: DigitsSplits, r: int, split: str = "test") -> float:
+    x, y = data.split(split)
+    was = model.training
+    model.eval()
+    correct = sum(int((model(at_resolution(x[i:i + 256], r)).argmax(1) == y[i:i + 256]).sum())
+                  for i in range(0, len(y), 256))
+    model.train(was)
+    return correct / len(y)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def _write_config(ckpt: Path, config: SupernetConfig) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / CONFIG).write_text(json.dumps(asdict(config), indent=1))
+
+
+def read_config(ckpt_dir: str | Path) -> SupernetConfig:
+    path = Path(ckpt_dir) / CONFIG
+    try:
+        return SupernetConfig(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(ckpt_dir)!r} holds no supernet checkpoint ({CONFIG} is missing)") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{str(path)!r} is not a supernet config: {exc}") from None
+
+
+def _save_checkpoint(ckpt: Path, net: OFASupernet, opt: torch.optim.Optimizer, gen: torch.Generator,
+                     state: TrainingState) -> None:
+    tmp = ckpt / f".{CHECKPOINT}.tmp"
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": gen.get_state(),
+                "epochs_done": state.epochs_done, "sorted_channels": state.sorted_channels,
+                "history": json.dumps(state.history)}, tmp)
+    os.replace(tmp, ckpt / CHECKPOINT)
+
+
+def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
+    try:
+        # weights_only: tensors and plain containers only, never arbitrary pickled objects
+        return torch.load(ckpt / CHECKPOINT, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(ckpt)!r} holds no supernet checkpoint") from None
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{str(ckpt / CHECKPOINT)!r} is corrupt or not a supernet checkpoint "
+                              f"({type(exc).__name__})") from None
+
+
+def _load_checkpoint(ckpt: Path, config: SupernetConfig, net: OFASupernet, opt: torch.optim.Optimizer,
+                     gen: torch.Generator) -> TrainingState:
+    stored = read_config(ckpt)
+    if stored != config:
+        raise CheckpointError(f"{str(ckpt)!r} was trained with {asdict(stored)}, not {asdict(config)}; use "
+                              "another folder or the same settings")
+    blob = _read_checkpoint(ckpt)
+    try:
+        net.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["optimizer"])
+        gen.set_state(blob["rng"])
+        return TrainingState(int(blob["epochs_done"]), bool(blob["sorted_channels"]), json.loads(blob["history"]))
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{str(ckpt / CHECKPOINT)!r} does not fit this supernet: {exc}") from None
+
+
+def load_supernet(ckpt_dir: str | Path) -> tuple[OFASupernet, SupernetConfig, list[dict[str, Any]]]:
+    """The trained supernet of a checkpoint folder, its config and its per-epoch history."""
+    ckpt = Path(ckpt_dir)
+    config = read_config(ckpt)
+    net = OFASupernet(OFAMobileNetV3Space(width=config.width), num_classes=10)
+    blob = _read_checkpoint(ckpt)
+    try:
+        net.load_state_dict(blob["model"])
+        history = json.loads(blob["history"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{str(ckpt / CHECKPOINT)!r} does not fit this supernet: {exc}") from None
+    return net.eval(), config, history

@@ -1,0 +1,115 @@
+"""The OFA-MobileNetV3 supernet: elastic subnets, extraction, channel sorting, training on digits, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tailorkit.search.supernet import (
+    CheckpointError,
+    SupernetConfig,
+    at_resolution,
+    evaluate_arch,
+    load_digits_splits,
+    load_supernet,
+    phase_of,
+    sample_arch,
+    train_supernet,
+)
+from tailorkit.spaces import OFAMobileNetV3Space
+from tailorkit.spaces.ofa_supernet import OFASupernet, recalibrate_bn
+
+DATA = load_digits_splits()
+
+
+def test_digits_split_is_fixed_and_stratified() -> None:
+    assert (len(DATA.train_y), len(DATA.val_y), len(DATA.test_y)) == (1257, 270, 270)
+    assert set(DATA.test_y.tolist()) == set(range(10)) and np.bincount(DATA.test_y.numpy()).min() >= 25
+    again = load_digits_splits()
+    assert torch.equal(again.test_x, DATA.test_x)
+    assert at_resolution(DATA.test_x[:2], 224).shape == (2, 3, 28, 28)
+
+
+@pytest.mark.parametrize("width", [1.0, 1.2])
+def test_extracted_subnet_computes_what_the_supernet_computes(width: float) -> None:
+    torch.manual_seed(0)
+    space = OFAMobileNetV3Space(width=width)
+    net = OFASupernet(space)
+    with torch.no_grad():  # non-trivial kernel transforms and BN statistics, so the test can tell them apart
+        for block in net.blocks:
+            block.transform_5.add_(0.05 * torch.randn(25, 25))
+            block.transform_3.add_(0.05 * torch.randn(9, 9))
+    rng = np.random.default_rng(1)
+    for arch in [space.largest(224), space.smallest(128)] + [space.sample(rng) for _ in range(3)]:
+        net.set_arch(arch)
+        recalibrate_bn(net, [at_resolution(DATA.train_x[:64], arch.r)])
+        net.eval()
+        x = at_resolution(DATA.val_x[:32], arch.r)
+        expected = net(x)
+        sub = net.extract(arch)
+        assert [type(m).__name__ for m in sub.children()][:2] == ["ConvBNAct", "MBConv"]
+        assert len(list(sub.children())) == len(space.ops(arch))  # the very modules the latency tables time
+        torch.testing.assert_close(sub(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_channel_sorting_keeps_the_largest_subnet_the_same_function() -> None:
+    torch.manual_seed(0)
+    net = OFASupernet(OFAMobileNetV3Space())
+    arch = net.space.largest(160)
+    net.set_arch(arch)
+    recalibrate_bn(net, [at_resolution(DATA.train_x[:64], 160)])
+    net.eval()
+    x = at_resolution(DATA.val_x[:16], 160)
+    before = net(x)
+    order_before = net.blocks[3].project.weight.abs().sum(dim=(0, 2, 3))
+    net.sort_channels()
+    after_norms = net.blocks[3].project.weight.abs().sum(dim=(0, 2, 3))
+    assert bool((after_norms[:-1] >= after_norms[1:]).all()) and not torch.equal(order_before, after_norms)
+    torch.testing.assert_close(net(x), before, rtol=1e-4, atol=1e-5)
+
+
+def test_progressive_shrinking_schedule() -> None:
+    assert [phase_of(e, 8) for e in range(8)] == ["largest"] * 2 + ["kernel"] * 2 + ["depth"] * 2 + ["expand"] * 2
+    assert [phase_of(e, 2) for e in range(2)] == ["depth", "expand"]
+    gen = torch.Generator().manual_seed(0)
+    largest = sample_arch("largest", gen)
+    assert set(largest.ks) == {7} and set(largest.e) == {6} and set(largest.d) == {4}
+    kernel = [sample_arch("kernel", gen) for _ in range(5)]
+    assert {k for a in kernel for k in a.ks} == {3, 5, 7} and {e for a in kernel for e in a.e} == {6}
+    expand = [sample_arch("expand", gen) for _ in range(5)]
+    assert {e for a in expand for e in a.e} == {3, 4, 6} and {d for a in expand for d in a.d} == {2, 3, 4}
+
+
+def test_short_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
+    config = SupernetConfig(epochs=2, batch_size=64, steps_per_epoch=12, subnets_per_step=1, seed=3)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(step: int, total: int, report: object) -> None:
+        if report is not None:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_supernet(config, tmp_path / "a", data=DATA, progress=kill_after_first_epoch)
+    _, _, history = load_supernet(tmp_path / "a")
+    assert len(history) == 1
+    resumed = train_supernet(config, tmp_path / "a", data=DATA)
+    straight = train_supernet(config, tmp_path / "b", data=DATA)
+    for (name, a), b in zip(resumed.state_dict().items(), straight.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)  # resume is exact: same weights as one uninterrupted run
+    net, _, history = load_supernet(tmp_path / "a")
+    assert [h["epoch"] for h in history] == [1, 2]
+    accuracy = evaluate_arch(net, DATA, net.space.largest(160), "val")
+    assert accuracy > 0.3  # 10 classes: chance is 0.1
+    with pytest.raises(CheckpointError, match="was trained with"):
+        train_supernet(SupernetConfig(epochs=3, steps_per_epoch=12, subnets_per_step=1, seed=3), tmp_path / "a",
+                       data=DATA)
+    (tmp_path / "a" / "supernet.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_supernet(tmp_path / "a")
+    with pytest.raises(CheckpointError, match="no supernet checkpoint"):
+        load_supernet(tmp_path / "missing")
