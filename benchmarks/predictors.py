@@ -345,7 +345,8 @@ def markdown(r: dict[str, Any]) -> str:
                   f"- LUT sum: ±10 % {c['lut_sum']['acc10']:.1f} %, MAPE {c['lut_sum']['mape']:.1f} %, "
                   f"ρ {c['lut_sum']['spearman']:.3f}, error p10/p50/p90 "
                   + " / ".join(f"{e:+.1f} %" for e in c["lut_sum"]["error_pct_p10_p50_p90"]),
-                  f"- with the linear correction fitted on {c['lut_sum_corrected'].get('fit_on', 10)} subnets: ±10 % {c['lut_sum_corrected']['acc10']:.1f} %, "
+                  f"- with the linear correction fitted on {c['lut_sum_corrected'].get('fit_on', 10)} subnets: "
+                  f"±10 % {c['lut_sum_corrected']['acc10']:.1f} %, "
                   f"MAPE {c['lut_sum_corrected']['mape']:.1f} %", ""]
         if c.get("kernel"):
             lines += [f"Kernel-level predictor (no op of the {c['resolution']} table in its training data): "

@@ -237,6 +237,27 @@ def evaluate_arch(net: OFASupernet, data: DigitsSplits, arch: OFAArch, split: st
     return accuracy(net, data, arch.r, split)
 
 
+def train_subnet(model: torch.nn.Module, data: DigitsSplits, r: int, *, epochs: int, lr: float = 0.05,
+                 batch_size: int = 64, seed: int = 0) -> torch.nn.Module:
+    """Train a standalone network (an extracted subnet to fine-tune, or a fresh one) at resolution ``r``:
+    SGD with Nesterov momentum and a cosine schedule, the supernet's recipe."""
+    gen = torch.Generator().manual_seed(seed)
+    model = model.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=3e-5)
+    n = len(data.train_y)
+    steps = math.ceil(n / batch_size)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * (epoch * steps + step) / (epochs * steps)))
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            opt.zero_grad()
+            F.cross_entropy(model(at_resolution(data.train_x[rows], r)), data.train_y[rows]).backward()
+            opt.step()
+    return model.eval()
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: DigitsSplits, r: int, split: str = "test") -> float:
     x, y = data.split(split)
