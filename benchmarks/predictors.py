@@ -384,27 +384,37 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seeds": seeds, "quick": args.quick,
     }
     t0 = time.perf_counter()
+    stem = args.stem or ("predictors.quick" if args.quick else "predictors")
+
+    def save() -> str:
+        """After every section: a crash or a kill later keeps what was measured so far."""
+        r["wall_s"] = time.perf_counter() - t0
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1))
+        text = markdown(r)
+        (RESULTS / f"{stem}.md").write_text(text + "\n")
+        return text
+
     nb201, fbnet = load_nb201(), load_fbnet()
     if "hat" not in args.skip:
         r["hat"] = bench_hat(seeds, args.quick)
+        save()
     if "tabular" not in args.skip:
         r["nb201"] = bench_tabular(nb201, args.quick)
         r["fbnet"] = bench_tabular(fbnet, args.quick)
+        save()
     if "fewshot" not in args.skip:
         r["fewshot_nb201"] = bench_fewshot(nb201, HELP_SPLITS["nb201"], 900, {"group": 5, "tau": 0.01})
         r["fewshot_fbnet"] = bench_fewshot(fbnet, FBNET_SPLITS, 4000, {"tau": 0.0})
+        save()
     if "throughput" not in args.skip:
         r["throughput"] = bench_throughput(nb201)
+        save()
     if "cpu" not in args.skip and args.cpu_subnets > 0:
         r["cpu"] = bench_cpu(10 if args.quick else args.cpu_subnets, args.cpu_resolution,
                              [128, 224] if args.quick else [128, 192, 224], 1 if args.quick else 4,
                              8 if args.quick else 16)
-    r["wall_s"] = time.perf_counter() - t0
-    stem = args.stem or ("predictors.quick" if args.quick else "predictors")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1))
-    text = markdown(r)
-    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    text = save()
     print(text)
 
 
