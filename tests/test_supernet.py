@@ -113,3 +113,32 @@ def test_short_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
         load_supernet(tmp_path / "a")
     with pytest.raises(CheckpointError, match="no supernet checkpoint"):
         load_supernet(tmp_path / "missing")
+
+
+def test_ofa_one_hot_encoding() -> None:
+    space = OFAMobileNetV3Space()
+    arch = space.smallest(132)
+    x = OFAMobileNetV3Space.one_hot(space.to_array([arch]))
+    assert x.shape == (1, 145)
+    blocks = x[0, :120].reshape(20, 6)
+    active = [j < 2 for _ in range(5) for j in range(4)]  # depth 2 in every stage
+    np.testing.assert_array_equal(blocks.sum(axis=1), [2.0 if a else 0.0 for a in active])
+    assert blocks[0, 0] == 1 and blocks[0, 3] == 1  # kernel 3 → first kernel column, expand 3 → first expand
+    assert x[0, 120 + 1] == 1 and x[0, 120:].sum() == 1  # resolution 132 is the second choice
+
+
+def test_accuracy_predictor_learns_a_smooth_accuracy_landscape() -> None:
+    """Mechanics on a known target: accuracy rising with depth, kernel and expand, as trained subnets' do."""
+    from tailorkit.predictors import evaluate
+    from tailorkit.search.accuracy import fit_accuracy_predictor
+
+    space = OFAMobileNetV3Space()
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(400)]
+    arr = space.to_array(archs)
+    active = np.repeat(np.arange(4)[None, :], 5, 0).reshape(-1)[None, :] < np.repeat(arr[:, 40:45], 4, axis=1)
+    score = (active * (arr[:, :20] / 7 + arr[:, 20:40] / 6)).sum(1) + arr[:, 45] / 224
+    acc = 0.7 + 0.25 * (score - score.min()) / np.ptp(score)
+    predictor = fit_accuracy_predictor(archs[:300], acc[:300], steps=1500)
+    metrics = evaluate(acc[300:], predictor.predict(OFAMobileNetV3Space.one_hot(arr[300:])))
+    assert metrics["spearman"] > 0.9 and metrics["mape"] < 3

@@ -219,6 +219,29 @@ class OFAMobileNetV3Space(Space):
         return [OFAArch(ks=tuple(row[:20]), e=tuple(row[20:40]), d=tuple(row[40:45]), r=int(row[45]))
                 for row in array]
 
+    @staticmethod
+    def one_hot(array: np.ndarray) -> np.ndarray:
+        """OFA's accuracy-predictor encoding, one row per arch: per block slot a one-hot kernel and a one-hot
+        expand ratio (all zeros for a slot past its stage's depth), then a one-hot resolution; 20·6 + 25 =
+        145 floats. Vectorised over the batch."""
+        array = np.asarray(array, dtype=np.int64)
+        if array.ndim != 2 or array.shape[1] != 46:
+            raise ConfigError(f"OFA arch arrays have 46 columns (20 k, 20 e, 5 d, r), got shape {array.shape}")
+        n = array.shape[0]
+        k_idx, e_idx = _K_INDEX[array[:, :20]], _E_INDEX[array[:, 20:40]]
+        r_idx = np.searchsorted(RESOLUTIONS, array[:, 45])
+        if ((k_idx < 0) | (e_idx < 0)).any() or (r_idx >= len(RESOLUTIONS)).any() or \
+                (np.asarray(RESOLUTIONS)[np.minimum(r_idx, len(RESOLUTIONS) - 1)] != array[:, 45]).any():
+            raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, resolutions 128..224")
+        active = (_BLOCK_POSITION[None, :] < array[:, 40:45][:, _BLOCK_STAGE]).astype(np.float32)
+        blocks = np.zeros((n, N_BLOCKS, len(KERNELS) + len(EXPANDS)), dtype=np.float32)
+        rows, slots = np.arange(n)[:, None], np.arange(N_BLOCKS)[None, :]
+        blocks[rows, slots, k_idx] = active
+        blocks[rows, slots, len(KERNELS) + e_idx] = active
+        res = np.zeros((n, len(RESOLUTIONS)), dtype=np.float32)
+        res[np.arange(n), r_idx] = 1.0
+        return np.concatenate([blocks.reshape(n, -1), res], axis=1)
+
     def op_counts(self, array: np.ndarray, keys: Sequence[str]) -> np.ndarray:
         """How often each op key occurs in each arch (N × len(keys)), vectorised over the batch: the design
         matrix of a lookup-table predictor. An op an arch needs that ``keys`` lacks is an error naming it."""
