@@ -163,7 +163,7 @@ def test_directory_and_broken_modules_as_models(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, match", [
     (["--width", "2"], "widths"), (["--resolution", "150"], "resolutions"),
-    (["--space", "nb201"], "no ops to measure here"), (["--space", "spos"], "unknown spaces"),
+    (["--space", "nb201"], "no ops to measure here"), (["--space", "mnas"], "unknown spaces"),
     (["--threads", "0"], "threads must be >= 1"),
 ])
 def test_failed_table_build_leaves_no_database(tmp_path: Path, args: list[str], match: str) -> None:
@@ -208,7 +208,7 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     listed = run_cli("space", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {json.loads(line)["name"]: json.loads(line) for line in listed.stdout.splitlines()}
-    assert set(rows) == {"fbnet", "hat", "nb201", "ofa-mbv3"} and rows["nb201"]["archs"] == 15625
+    assert set(rows) == {"fbnet", "hat", "nb201", "ofa-mbv3", "spos"} and rows["nb201"]["archs"] == 15625
     assert rows["ofa-mbv3"]["buildable"] and not rows["hat"]["buildable"]
     sampled = run_cli("space", "sample", "ofa-mbv3", "--n", "2", "--seed", "7")
     assert sampled.returncode == 0, sampled.stderr
@@ -227,7 +227,7 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     bad = dict(arch, e=[5] * 20)
     assert "e must be 20 values from (3, 4, 6)" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch",
                                                                        json.dumps(bad)))
-    assert "unknown spaces 'spos'" in _error_line(run_cli("space", "sample", "spos"))
+    assert "unknown spaces 'mnasnet'" in _error_line(run_cli("space", "sample", "mnasnet"))
     assert "no ops to build" in _error_line(run_cli("space", "ops", "nb201", "--arch", nb.stdout.strip()))
     assert "cannot read arch file" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch", "@/nonexistent"))
     assert "has no ops to measure" in _error_line(run_cli("table", "build", "--space", "hat", "--db",

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailorkit.core import ConfigError
-from tailorkit.spaces import OFAMobileNetV3Space, Space, spaces
+from tailorkit.spaces import OFAMobileNetV3Space, Space, SPOSSpace, spaces
 
 NAMES = spaces.names()
-LOSSLESS = ["fbnet", "nb201", "ofa-mbv3"]
+LOSSLESS = ["fbnet", "nb201", "ofa-mbv3", "spos"]
 
 
 def _space(name: str) -> Space:
@@ -21,7 +21,7 @@ def _space(name: str) -> Space:
 
 
 def test_every_space_is_registered_with_the_full_protocol() -> None:
-    assert NAMES == ["fbnet", "hat", "nb201", "ofa-mbv3"]
+    assert NAMES == ["fbnet", "hat", "nb201", "ofa-mbv3", "spos"]
     for name in NAMES:
         space = _space(name)
         assert isinstance(space, Space) and space.name == name
@@ -127,3 +127,42 @@ def test_bad_arch_json_names_the_field() -> None:
         _space("nb201").ops(_space("nb201").sample(np.random.default_rng(0)))
     with pytest.raises(ConfigError, match="mutation probability"):
         ofa.mutate(ofa.sample(np.random.default_rng(0)), np.random.default_rng(0), prob=1.5)
+
+
+def test_spos_ops_match_the_exported_onnx_graph(tmp_path: Path) -> None:
+    import onnx
+    import torch
+
+    from tailorkit.export.onnx import OnnxExporter
+
+    space = SPOSSpace(resolution=64)
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        arch = space.sample(rng)
+        ops = space.ops(arch)
+        assert {op.key for op in ops} <= {op.key for op in space.all_ops()}
+        expected = 0
+        for op in ops:
+            main = 3 if op.op_type == "shufflenet" else 6 if op.op_type == "shuffle_xception" else 0
+            expected += main + (2 if op.stride == 2 and main else 0) + (op.op_type == "conv")
+        path = OnnxExporter().export(space.build(arch), torch.randn(*space.input_shape(arch)),
+                                     tmp_path / f"s{i}.onnx").path
+        nodes = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert nodes.count("Conv") == expected
+    assert space.build(arch)(torch.randn(2, 3, 64, 64)).shape == (2, 1000)
+
+
+def test_spos_mixed_precision_space() -> None:
+    space = SPOSSpace(bits=(4, 8))
+    rng = np.random.default_rng(0)
+    arch = space.sample(rng)
+    assert set(arch.bits) <= {4, 8} and len(arch.bits) == 20
+    assert {op.dtype for op in space.ops(arch)[1:-3]} <= {"int4", "int8"}
+    assert space.encoding_length == 20 * (4 + 10 + 2) and space.decode(space.encode(arch)) == arch
+    assert len(space.all_ops()) == 2 * len(SPOSSpace().all_ops()) - 4  # blocks twice, stem and tail once
+    with pytest.raises(ConfigError, match="do not fit this space"):
+        SPOSSpace().ops(arch)
+    with pytest.raises(ConfigError, match="missing \\['bits'\\]"):
+        space.arch_from_dict({"blocks": [0] * 20, "channels": [0] * 20})
+    with pytest.raises(ConfigError, match="channels must be 20 indices in 0..9"):
+        SPOSSpace().arch_from_dict({"blocks": [0] * 20, "channels": [10] * 20})

@@ -11,12 +11,14 @@ from tailorkit.spaces.fbnet import FBNetArch, FBNetSpace
 from tailorkit.spaces.hat import HATArch, HATSpace
 from tailorkit.spaces.nb201 import NB201Arch, NB201Space
 from tailorkit.spaces.ofa_mbv3 import OFAArch, OFAMobileNetV3Space
+from tailorkit.spaces.spos import SPOSArch, SPOSSpace
 
 spaces: Registry[Space] = Registry("spaces")
 spaces.register("ofa-mbv3")(OFAMobileNetV3Space)
 spaces.register("nb201")(NB201Space)
 spaces.register("fbnet")(FBNetSpace)
 spaces.register("hat")(HATSpace)
+spaces.register("spos")(SPOSSpace)
 
 __all__ = ["FBNetArch", "FBNetSpace", "HATArch", "HATSpace", "NB201Arch", "NB201Space", "OFAArch",
-           "OFAMobileNetV3Space", "Space", "spaces"]
+           "OFAMobileNetV3Space", "SPOSArch", "SPOSSpace", "Space", "spaces"]

@@ -71,6 +71,44 @@ class MBConv(nn.Module):
         return x + y if self.skip else y
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]
+    return layers + [nn.ReLU(inplace=True)] if relu else layers
+
+
+class ShuffleBlock(nn.Module):
+    """ShuffleNetV2's unit as Single-Path-One-Shot searches it (Guo et al. 2020): a main branch — 1×1 → k×k
+    depthwise → 1×1 (``shufflenet``), or three depthwise-3×3 + 1×1 pairs (``shuffle_xception``) — with
+    ``spec.expand`` middle channels. At stride 1 the input's channels are split (after a channel shuffle) and
+    half of them bypass the block; at stride 2 a depthwise + 1×1 projection branch replaces the bypass. The
+    branches are concatenated."""
+
+    def __init__(self, spec: OpSpec) -> None:
+        super().__init__()
+        cin, cout, mid, k, s = spec.input_shape[-1], spec.output_shape[-1], spec.expand, spec.kernel, spec.stride
+        self.stride = s
+        branch_in = cin // 2 if s == 1 else cin
+        out = cout - branch_in
+        if spec.op_type == "shufflenet":
+            main = _conv_bn(branch_in, mid, 1, relu=True) + _conv_bn(mid, mid, k, s, groups=mid) \
+                + _conv_bn(mid, out, 1, relu=True)
+        else:
+            main = _conv_bn(branch_in, branch_in, 3, s, groups=branch_in) + _conv_bn(branch_in, mid, 1, relu=True) \
+                + _conv_bn(mid, mid, 3, groups=mid) + _conv_bn(mid, mid, 1, relu=True) \
+                + _conv_bn(mid, mid, 3, groups=mid) + _conv_bn(mid, out, 1, relu=True)
+        self.main = nn.Sequential(*main)
+        self.proj = nn.Sequential(*(_conv_bn(cin, cin, k, s, groups=cin) + _conv_bn(cin, cin, 1, relu=True))) \
+            if s == 2 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is None:
+            n, c, h, w = x.shape  # channel shuffle: interleaved halves, one bypasses the block
+            pairs = x.reshape(n, c // 2, 2, h, w)
+            return torch.cat([pairs[:, :, 0], self.main(pairs[:, :, 1])], dim=1)
+        return torch.cat([self.proj(x), self.main(x)], dim=1)
+
+
 class GlobalAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3), keepdim=True)
@@ -87,7 +125,7 @@ def _check_shapes(spec: OpSpec) -> None:
     if spec.op_type != "Logits" and len(spec.output_shape) != 3:
         raise ValueError(f"{spec.key}: output must be H x W x C")
     module_stride = spec.stride
-    if spec.op_type in ("Conv", "expanded_conv", "Conv_1", "Conv_2", "conv"):
+    if spec.op_type in ("Conv", "expanded_conv", "Conv_1", "Conv_2", "conv", "shufflenet", "shuffle_xception"):
         expected = tuple(-(-d // module_stride) for d in spec.input_shape[:2])
         if tuple(spec.output_shape[:2]) != expected:
             raise ValueError(f"{spec.key}: stride {module_stride} maps {spec.input_shape[:2]} to {expected}")
@@ -112,6 +150,10 @@ def build_op(spec: OpSpec) -> nn.Module:
         module = Logits(cin, spec.output_shape[0])
     elif t == "conv":
         module = ConvBNAct(cin, cout, spec.kernel, spec.stride, groups=spec.groups, act=spec.activation)
+    elif t in ("shufflenet", "shuffle_xception"):
+        if spec.stride == 1 and (cin != cout or cin % 2):
+            raise ValueError(f"{spec.key}: a stride-1 shuffle block keeps an even channel count")
+        module = ShuffleBlock(spec)
     else:
         raise ValueError(f"no module for op type {t!r}")
     return module.eval()

@@ -1,0 +1,233 @@
+"""The Single-Path-One-Shot space (Guo et al., 2020): a ShuffleNetV2 body of 20 choice blocks in four stages
+(4, 4, 8, 4 blocks; 64, 160, 320, 640 channels; the first block of each stage has stride 2), after a 3×3
+stride-2 stem of 16 channels, and before a 1×1 conv to 1 024, global pooling and the classifier.
+
+Per block: one of ``BLOCKS`` (ShuffleNetV2 units with a 3×3, 5×5 or 7×7 depthwise conv, or the Xception-like
+unit of three depthwise 3×3 + 1×1 pairs) and a middle width, ``SCALES[i]`` times half the block's output
+channels (SPOS's channel search, 0.2–2.0). With ``bits`` the space also picks a bit width per block (SPOS's
+mixed-precision search); it travels in the op's ``dtype`` (``int8``, ``int4``…) so tables keep quantized ops
+apart, while ``build`` gives the float network (quantizing it is the exporter's job).
+
+The input resolution is fixed (224 in SPOS; any multiple of 32 here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from tailorkit.core.errors import ConfigError
+from tailorkit.core.records import OpSpec
+from tailorkit.spaces.base import Space, check_fields, mix, redraw
+from tailorkit.spaces.blocks import build_op
+
+BLOCKS = ("k3", "k5", "k7", "xception")
+SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+STAGE_REPEATS = (4, 4, 8, 4)
+STAGE_CHANNELS = (64, 160, 320, 640)
+STEM, LAST = 16, 1024
+N_BLOCKS = sum(STAGE_REPEATS)
+_KERNEL = {"k3": 3, "k5": 5, "k7": 7, "xception": 3}
+
+
+@dataclass(frozen=True)
+class SPOSArch:
+    """Per block: the unit (index into ``BLOCKS``), the middle-width scale (index into ``SCALES``) and, in a
+    mixed-precision space, the bit width (empty tuple otherwise)."""
+
+    blocks: tuple[int, ...]
+    channels: tuple[int, ...]
+    bits: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, values, n in (("blocks", self.blocks, len(BLOCKS)), ("channels", self.channels, len(SCALES))):
+            try:
+                ints = tuple(int(v) for v in values)
+            except (TypeError, ValueError):
+                ints = ()
+            if len(ints) != N_BLOCKS or any(not 0 <= v < n for v in ints) or \
+                    any(isinstance(v, bool) or int(v) != v for v in values):
+                raise ConfigError(f"SPOS arch {name} must be {N_BLOCKS} indices in 0..{n - 1}, got {values!r}")
+            object.__setattr__(self, name, ints)
+        bits = tuple(int(v) for v in self.bits)
+        if bits and len(bits) != N_BLOCKS:
+            raise ConfigError(f"SPOS arch bits must be {N_BLOCKS} bit widths (or absent), got {list(self.bits)}")
+        object.__setattr__(self, "bits", bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"blocks": list(self.blocks), "channels": list(self.channels)}
+        if self.bits:
+            out["bits"] = list(self.bits)
+        return out
+
+
+class SPOSSpace(Space):
+    """``bits``: bit widths to choose from per block (e.g. ``(4, 8)``), or empty for the float space."""
+
+    name = "spos"
+    buildable = True
+    encoding_name = "one-hot unit + channel scale (+ bits) per block"
+
+    def __init__(self, width: float = 1.0, num_classes: int = 1000, resolution: int = 224,
+                 bits: Sequence[int] = ()) -> None:
+        if width != 1.0:
+            raise ConfigError(f"SPOS comes in width 1.0 (its channel search scales the blocks), got {width}")
+        if resolution < 32 or resolution % 32:
+            raise ConfigError(f"SPOS input resolution must be a multiple of 32, got {resolution}")
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        self.bits = tuple(sorted({int(b) for b in bits}))
+        if any(b < 1 or b > 32 for b in self.bits):
+            raise ConfigError(f"bit widths must be in 1..32, got {list(bits)}")
+        self.width, self.num_classes, self.resolution = width, num_classes, resolution
+
+    # ------------------------------------------------------------------------------------------ archs
+
+    @property
+    def size(self) -> int:
+        return (len(BLOCKS) * len(SCALES) * max(1, len(self.bits))) ** N_BLOCKS
+
+    @property
+    def encoding_length(self) -> int:
+        return N_BLOCKS * (len(BLOCKS) + len(SCALES) + len(self.bits))
+
+    def sample(self, rng: np.random.Generator) -> SPOSArch:
+        """Uniform per block, as SPOS samples paths."""
+        bits = tuple(int(b) for b in rng.choice(self.bits, N_BLOCKS)) if self.bits else ()
+        return SPOSArch(tuple(int(v) for v in rng.integers(0, len(BLOCKS), N_BLOCKS)),
+                        tuple(int(v) for v in rng.integers(0, len(SCALES), N_BLOCKS)), bits)
+
+    def largest(self) -> SPOSArch:
+        return SPOSArch((BLOCKS.index("k7"),) * N_BLOCKS, (len(SCALES) - 1,) * N_BLOCKS,
+                        (max(self.bits),) * N_BLOCKS if self.bits else ())
+
+    def _genes(self, arch: SPOSArch) -> np.ndarray:
+        self._check_bits(arch)
+        return np.array(arch.blocks + arch.channels + arch.bits, dtype=np.int64)
+
+    def _from_genes(self, genes: np.ndarray) -> SPOSArch:
+        g = [int(v) for v in genes]
+        return SPOSArch(tuple(g[:N_BLOCKS]), tuple(g[N_BLOCKS:2 * N_BLOCKS]), tuple(g[2 * N_BLOCKS:]))
+
+    def mutate(self, arch: SPOSArch, rng: np.random.Generator, prob: float = 0.1) -> SPOSArch:
+        choices = [range(len(BLOCKS))] * N_BLOCKS + [range(len(SCALES))] * N_BLOCKS \
+            + ([self.bits] * N_BLOCKS if self.bits else [])
+        return self._from_genes(redraw(self._genes(arch), choices, rng, prob))
+
+    def crossover(self, a: SPOSArch, b: SPOSArch, rng: np.random.Generator) -> SPOSArch:
+        return self._from_genes(mix(self._genes(a), self._genes(b), rng))
+
+    def encode_batch(self, archs: Sequence[SPOSArch]) -> np.ndarray:
+        n = len(archs)
+        for arch in archs:
+            self._check_bits(arch)
+        parts = [(np.array([a.blocks for a in archs]).reshape(n, N_BLOCKS), len(BLOCKS)),
+                 (np.array([a.channels for a in archs]).reshape(n, N_BLOCKS), len(SCALES))]
+        if self.bits:
+            index = {b: i for i, b in enumerate(self.bits)}
+            parts.append((np.array([[index[b] for b in a.bits] for a in archs]).reshape(n, N_BLOCKS), len(self.bits)))
+        out = []
+        for values, k in parts:
+            onehot = np.zeros((n, N_BLOCKS, k), dtype=np.float32)
+            onehot[np.arange(n)[:, None], np.arange(N_BLOCKS)[None, :], values] = 1.0
+            out.append(onehot)
+        return np.concatenate(out, axis=2).reshape(n, -1)
+
+    def decode(self, vec: np.ndarray) -> SPOSArch:
+        grid = np.asarray(vec, dtype=np.float64)
+        if grid.size != self.encoding_length:
+            raise ConfigError(f"a {self.name} encoding has {self.encoding_length} values, got shape {grid.shape}")
+        grid = grid.reshape(N_BLOCKS, -1)
+        widths = (len(BLOCKS), len(SCALES)) + ((len(self.bits),) if self.bits else ())
+        picks, start = [], 0
+        for k in widths:
+            part = grid[:, start:start + k]
+            if not (np.isin(part, (0.0, 1.0)).all() and (part.sum(axis=1) == 1).all()):
+                raise ConfigError(f"a {self.name} encoding must be one-hot per block and per choice")
+            picks.append(tuple(int(v) for v in part.argmax(axis=1)))
+            start += k
+        bits = tuple(self.bits[i] for i in picks[2]) if self.bits else ()
+        return SPOSArch(picks[0], picks[1], bits)
+
+    def arch_to_dict(self, arch: SPOSArch) -> dict[str, Any]:
+        return arch.to_dict()
+
+    def arch_from_dict(self, data: Mapping[str, Any]) -> SPOSArch:
+        check_fields(data, ("blocks", "channels", "bits") if self.bits else ("blocks", "channels"), "a SPOS arch")
+        arch = SPOSArch(tuple(data["blocks"]), tuple(data["channels"]), tuple(data.get("bits", ())))
+        self._check_bits(arch)
+        return arch
+
+    def _check_bits(self, arch: SPOSArch) -> None:
+        if bool(arch.bits) != bool(self.bits) or any(b not in self.bits for b in arch.bits):
+            raise ConfigError(f"SPOS arch bits {list(arch.bits)} do not fit this space's bit widths "
+                              f"{list(self.bits) or 'none (float)'}")
+
+    # ---------------------------------------------------------------------------------------------- ops
+
+    def _stem(self) -> tuple[OpSpec, int]:
+        h = self.resolution // 2
+        return OpSpec("conv", (self.resolution, self.resolution, 3), (h, h, STEM), kernel=3, stride=2,
+                      activation="relu"), h
+
+    def _tail(self, h: int) -> list[OpSpec]:
+        c = STAGE_CHANNELS[-1]
+        return [OpSpec("conv", (h, h, c), (h, h, LAST), activation="relu"),
+                OpSpec.ofa_fixed("AvgPool2D", (h, h, LAST), (1, 1, LAST)),
+                OpSpec.ofa_fixed("Logits", (1, 1, LAST), (self.num_classes,))]
+
+    @staticmethod
+    def _block(h: int, cin: int, cout: int, stride: int, unit: int, scale: int, bits: int | None) -> OpSpec:
+        name = BLOCKS[unit]
+        mid = max(1, int(round(cout // 2 * SCALES[scale])))
+        out = h // stride
+        return OpSpec("shuffle_xception" if name == "xception" else "shufflenet", (h, h, cin), (out, out, cout),
+                      kernel=_KERNEL[name], stride=stride, expand=mid, activation="relu",
+                      dtype=f"int{bits}" if bits and bits < 32 else "float32")
+
+    def _positions(self) -> list[tuple[int, int, int, int]]:
+        """(input size, input channels, output channels, stride) of each block slot."""
+        out, h, cin = [], self.resolution // 2, STEM
+        for repeats, cout in zip(STAGE_REPEATS, STAGE_CHANNELS, strict=True):
+            for j in range(repeats):
+                stride = 2 if j == 0 else 1
+                out.append((h, cin, cout, stride))
+                h, cin = h // stride, cout
+        return out
+
+    def ops(self, arch: SPOSArch) -> list[OpSpec]:
+        self._check_bits(arch)
+        stem, _ = self._stem()
+        ops = [stem]
+        for i, (h, cin, cout, stride) in enumerate(self._positions()):
+            ops.append(self._block(h, cin, cout, stride, arch.blocks[i], arch.channels[i],
+                                   arch.bits[i] if arch.bits else None))
+        return ops + self._tail(self.resolution // 32)
+
+    def all_ops(self, resolution: int | None = None) -> list[OpSpec]:
+        if resolution is not None and resolution != self.resolution:
+            raise ConfigError(f"this SPOS space runs at {self.resolution} px, not {resolution} (pass resolution= "
+                              "when creating it)")
+        stem, _ = self._stem()
+        seen: dict[str, OpSpec] = {stem.key: stem}
+        for h, cin, cout, stride in self._positions():
+            for unit in range(len(BLOCKS)):
+                for scale in range(len(SCALES)):
+                    for bits in self.bits or (None,):
+                        op = self._block(h, cin, cout, stride, unit, scale, bits)
+                        seen.setdefault(op.key, op)
+        for op in self._tail(self.resolution // 32):
+            seen.setdefault(op.key, op)
+        return list(seen.values())
+
+    def build(self, arch: SPOSArch) -> nn.Module:
+        """The float network (bit widths are for the exporter), fresh weights, eval mode."""
+        return nn.Sequential(*(build_op(op) for op in self.ops(arch))).eval()
+
+    def input_shape(self, arch: SPOSArch | None = None, batch: int = 1) -> tuple[int, int, int, int]:
+        return (batch, 3, self.resolution, self.resolution)
+
