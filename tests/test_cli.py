@@ -208,7 +208,7 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     listed = run_cli("space", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {json.loads(line)["name"]: json.loads(line) for line in listed.stdout.splitlines()}
-    assert set(rows) == {"fbnet", "hat", "nb201", "ofa-mbv3", "spos"} and rows["nb201"]["archs"] == 15625
+    assert set(rows) == {"fbnet", "hat", "mnasnet", "nb201", "ofa-mbv3", "spos"} and rows["nb201"]["archs"] == 15625
     assert rows["ofa-mbv3"]["buildable"] and not rows["hat"]["buildable"]
     sampled = run_cli("space", "sample", "ofa-mbv3", "--n", "2", "--seed", "7")
     assert sampled.returncode == 0, sampled.stderr
@@ -227,7 +227,7 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     bad = dict(arch, e=[5] * 20)
     assert "e must be 20 values from (3, 4, 6)" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch",
                                                                        json.dumps(bad)))
-    assert "unknown spaces 'mnasnet'" in _error_line(run_cli("space", "sample", "mnasnet"))
+    assert "unknown spaces 'darts'" in _error_line(run_cli("space", "sample", "darts"))
     assert "no ops to build" in _error_line(run_cli("space", "ops", "nb201", "--arch", nb.stdout.strip()))
     assert "cannot read arch file" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch", "@/nonexistent"))
     assert "has no ops to measure" in _error_line(run_cli("table", "build", "--space", "hat", "--db",

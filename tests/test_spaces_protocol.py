@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailorkit.core import ConfigError
-from tailorkit.spaces import OFAMobileNetV3Space, Space, SPOSSpace, spaces
+from tailorkit.spaces import MnasNetSpace, OFAMobileNetV3Space, Space, SPOSSpace, spaces
 
 NAMES = spaces.names()
-LOSSLESS = ["fbnet", "nb201", "ofa-mbv3", "spos"]
+LOSSLESS = ["fbnet", "mnasnet", "nb201", "ofa-mbv3", "spos"]
 
 
 def _space(name: str) -> Space:
@@ -21,7 +21,7 @@ def _space(name: str) -> Space:
 
 
 def test_every_space_is_registered_with_the_full_protocol() -> None:
-    assert NAMES == ["fbnet", "hat", "nb201", "ofa-mbv3", "spos"]
+    assert NAMES == ["fbnet", "hat", "mnasnet", "nb201", "ofa-mbv3", "spos"]
     for name in NAMES:
         space = _space(name)
         assert isinstance(space, Space) and space.name == name
@@ -166,3 +166,36 @@ def test_spos_mixed_precision_space() -> None:
         space.arch_from_dict({"blocks": [0] * 20, "channels": [0] * 20})
     with pytest.raises(ConfigError, match="channels must be 20 indices in 0..9"):
         SPOSSpace().arch_from_dict({"blocks": [0] * 20, "channels": [10] * 20})
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_mnasnet_ops_are_in_the_inventory(seed: int) -> None:
+    space = MnasNetSpace()
+    arch = space.sample(np.random.default_rng(seed))
+    assert {op.key for op in space.ops(arch)} <= {op.key for op in _MNAS_INVENTORY}
+
+
+_MNAS_INVENTORY = MnasNetSpace().all_ops()
+
+
+def test_mnasnet_ops_match_the_exported_onnx_graph(tmp_path: Path) -> None:
+    import onnx
+    import torch
+
+    from tailorkit.export.onnx import OnnxExporter
+
+    space = MnasNetSpace(resolution=64)
+    rng = np.random.default_rng(4)
+    for i, arch in enumerate([space.baseline(), space.sample(rng), space.sample(rng)]):
+        ops = space.ops(arch)
+        expected = sum(1 if op.op_type == "conv" else 2 if op.op_type == "sepconv"
+                       else (op.expand != op.input_shape[-1]) + 2 + 2 * op.se if op.op_type == "expanded_conv"
+                       else 0 for op in ops)
+        path = OnnxExporter().export(space.build(arch), torch.randn(*space.input_shape(arch)),
+                                     tmp_path / f"m{i}.onnx").path
+        nodes = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert nodes.count("Conv") == expected
+        assert nodes.count("Add") == sum(op.idskip for op in ops)
+    base = space.ops(space.baseline())
+    assert len(base) == 1 + sum((1, 2, 3, 4, 3, 3, 1)) + 3  # the MobileNetV2 skeleton's 17 layers

@@ -9,6 +9,7 @@ from tailorkit.core.registry import Registry
 from tailorkit.spaces.base import Space
 from tailorkit.spaces.fbnet import FBNetArch, FBNetSpace
 from tailorkit.spaces.hat import HATArch, HATSpace
+from tailorkit.spaces.mnasnet import MnasNetArch, MnasNetSpace
 from tailorkit.spaces.nb201 import NB201Arch, NB201Space
 from tailorkit.spaces.ofa_mbv3 import OFAArch, OFAMobileNetV3Space
 from tailorkit.spaces.spos import SPOSArch, SPOSSpace
@@ -19,6 +20,7 @@ spaces.register("nb201")(NB201Space)
 spaces.register("fbnet")(FBNetSpace)
 spaces.register("hat")(HATSpace)
 spaces.register("spos")(SPOSSpace)
+spaces.register("mnasnet")(MnasNetSpace)
 
-__all__ = ["FBNetArch", "FBNetSpace", "HATArch", "HATSpace", "NB201Arch", "NB201Space", "OFAArch",
-           "OFAMobileNetV3Space", "SPOSArch", "SPOSSpace", "Space", "spaces"]
+__all__ = ["FBNetArch", "FBNetSpace", "HATArch", "HATSpace", "MnasNetArch", "MnasNetSpace", "NB201Arch",
+           "NB201Space", "OFAArch", "OFAMobileNetV3Space", "SPOSArch", "SPOSSpace", "Space", "spaces"]

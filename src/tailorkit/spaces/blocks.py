@@ -109,6 +109,17 @@ class ShuffleBlock(nn.Module):
         return torch.cat([self.proj(x), self.main(x)], dim=1)
 
 
+class Residual(nn.Module):
+    """``x + body(x)``: the identity skip of a layer that keeps its shape."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class GlobalAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3), keepdim=True)
@@ -125,7 +136,8 @@ def _check_shapes(spec: OpSpec) -> None:
     if spec.op_type != "Logits" and len(spec.output_shape) != 3:
         raise ValueError(f"{spec.key}: output must be H x W x C")
     module_stride = spec.stride
-    if spec.op_type in ("Conv", "expanded_conv", "Conv_1", "Conv_2", "conv", "shufflenet", "shuffle_xception"):
+    if spec.op_type in ("Conv", "expanded_conv", "Conv_1", "Conv_2", "conv", "sepconv", "shufflenet",
+                        "shuffle_xception"):
         expected = tuple(-(-d // module_stride) for d in spec.input_shape[:2])
         if tuple(spec.output_shape[:2]) != expected:
             raise ValueError(f"{spec.key}: stride {module_stride} maps {spec.input_shape[:2]} to {expected}")
@@ -150,12 +162,19 @@ def build_op(spec: OpSpec) -> nn.Module:
         module = Logits(cin, spec.output_shape[0])
     elif t == "conv":
         module = ConvBNAct(cin, cout, spec.kernel, spec.stride, groups=spec.groups, act=spec.activation)
+    elif t == "sepconv":  # depthwise k×k + 1×1 pointwise (MobileNetV1's unit, MnasNet's SepConv)
+        module = nn.Sequential(ConvBNAct(cin, cin, spec.kernel, spec.stride, groups=cin, act=spec.activation),
+                               ConvBNAct(cin, cout, 1))
     elif t in ("shufflenet", "shuffle_xception"):
         if spec.stride == 1 and (cin != cout or cin % 2):
             raise ValueError(f"{spec.key}: a stride-1 shuffle block keeps an even channel count")
         module = ShuffleBlock(spec)
     else:
         raise ValueError(f"no module for op type {t!r}")
+    if spec.idskip and t in ("conv", "sepconv"):
+        if spec.stride != 1 or cin != cout:
+            raise ValueError(f"{spec.key}: an identity skip needs stride 1 and equal channels")
+        module = Residual(module)
     return module.eval()
 
 
