@@ -230,6 +230,8 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     assert "unknown spaces 'darts'" in _error_line(run_cli("space", "sample", "darts"))
     assert "no ops to build" in _error_line(run_cli("space", "ops", "nb201", "--arch", nb.stdout.strip()))
     assert "cannot read arch file" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch", "@/nonexistent"))
+    (tmp_path / "latin1.json").write_bytes(b'{"ks": "\xe9"}')
+    assert "not UTF-8" in _error_line(run_cli("space", "ops", "ofa-mbv3", "--arch", f"@{tmp_path / 'latin1.json'}"))
     assert "has no ops to measure" in _error_line(run_cli("table", "build", "--space", "hat", "--db",
                                                           f"sqlite:///{tmp_path}/t.db"))
     assert not (tmp_path / "t.db").exists()

@@ -140,6 +140,8 @@ def test_kernel_predictor_and_interpolating_lut_from_one_table_file(tmp_path: Pa
     filled = run_cli("predictor", "predict", str(lut), "--width", "1.2", "--arch", arg)
     assert filled.returncode == 0, filled.stderr
     assert abs(float(filled.stdout.split()[0]) / truth - 1) < 0.25
+    assert "--table names no table" in _error_line(run_cli("predictor", "train", "--kind", "kernel", "--table", ",",
+                                                           "-o", str(tmp_path / "x.tlp")))
     assert "--interpolate is for --kind lut" in _error_line(run_cli(
         "predictor", "train", "--kind", "kernel", "--interpolate", "--table-file", str(tmp_path / "both.yaml"),
         "-o", str(tmp_path / "x.tlp")))

@@ -61,6 +61,9 @@ def test_learns_a_cost_model_and_predicts_unmeasured_resolutions() -> None:
     rng = np.random.default_rng(0)
     archs = [SPACE.sample(rng, resolution=192) for _ in range(20)]
     nets = predictor.predict_archs(SPACE, SPACE.to_array(archs))
+    np.testing.assert_array_equal(predictor.predict_archs(SPACE, SPACE.to_array(archs)), nets)  # cached lookup
+    refit = KernelPredictor(bags=1).fit_table(_table([128]))
+    assert not np.allclose(refit.predict_archs(SPACE, SPACE.to_array(archs)), nets)
     expected = np.array([_physics(SPACE.ops(a)).sum() for a in archs])
     assert np.max(np.abs(nets / expected - 1)) < 0.05
     np.testing.assert_allclose(nets[0], predictor.predict_ops(SPACE.ops(archs[0])).sum(), rtol=1e-9)

@@ -114,6 +114,11 @@ def test_bad_arch_json_names_the_field() -> None:
         ofa.arch_from_dict({**good, "ks": [4] * 20})
     with pytest.raises(ConfigError, match="resolution must be one of 128..224"):
         ofa.arch_from_dict({**good, "r": 230})
+    for bad in (["a"] * 20, [None] * 20, [[3]] * 20, [3.9] * 20, [True] * 20):  # never truncated or coerced
+        with pytest.raises(ConfigError, match="ks must be 20 values"):
+            ofa.arch_from_dict({**good, "ks": bad})
+    with pytest.raises(ConfigError, match="6 op indices"):
+        _space("nb201").arch_from_dict({"ops": [1, 2, 3, 1.5, 0, 0]})
     with pytest.raises(ConfigError, match="must be a JSON object"):
         ofa.arch_from_json("[1, 2]")
     with pytest.raises(ConfigError, match="decoder_layer_num"):

@@ -115,6 +115,13 @@ def test_short_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
         load_supernet(tmp_path / "missing")
 
 
+def test_a_last_batch_of_one_image_is_skipped(tmp_path: Path) -> None:
+    """1 257 training images in batches of 1 256 leave one image: batch norm cannot train on it."""
+    config = SupernetConfig(epochs=1, batch_size=1256, subnets_per_step=1, seed=0)
+    net = train_supernet(config, tmp_path / "c", data=DATA)
+    assert load_supernet(tmp_path / "c")[2][0]["epoch"] == 1 and net is not None
+
+
 def test_ofa_one_hot_encoding() -> None:
     space = OFAMobileNetV3Space()
     arch = space.smallest(132)

@@ -335,6 +335,8 @@ def _read_arch(space: Any, text: str) -> Any:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read arch file {str(path)!r}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"arch file {str(path)!r} is not UTF-8 text") from None
     if not text.lstrip().startswith("{") and hasattr(space, "arch_type"):
         return space.arch_type.from_str(text.strip())
     return space.arch_from_json(text)
@@ -545,11 +547,17 @@ def predictor_train(
             from tailorkit.profiler.store import TableStore
 
             names = [n.strip() for n in (table or "").split(",") if n.strip()]
+            if not names:
+                raise ConfigError("--table names no table")
             if kind == "lut" and len(names) != 1:
                 raise ConfigError("--kind lut takes one --table")
             config = load_config(config_path)
             with TableStore(db or config.store_url, create=False) as store:
                 tables = [store.table(n, device=device) for n in names]
+            fingerprints = {t.device.fingerprint for t in tables if t.device is not None}
+            if len(fingerprints) > 1:
+                raise ConfigError("the tables were measured on different devices; a kernel model is per device: "
+                                  "pick one with --device or train one per device")
         space_name = tables[0].space or "ofa-mbv3"
         if kind == "lut":
             predictor = LutSumPredictor(tables[0], space=space_name, interpolate=interpolate)

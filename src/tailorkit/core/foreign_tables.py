@@ -23,9 +23,10 @@ Why:
   generic ``conv`` type states kernel 3, the stride (read from the shapes) and the activation instead.
 * ``Conv_1`` is the 1×1 feature-mix conv + BN + ReLU6; tailorkit's ``Conv_1`` pins h-swish too, so it becomes
   a generic 1×1 stride-1 ``conv`` (kernel and stride are defaults and so absent from the key).
-* ``Logits`` is "everything after Conv_1": global average pooling + the linear classifier, no activation. That
-  is exactly what tailorkit's ``Logits`` pins (kernel 1, stride 1, no activation), and the 7×7 input says the
-  pooling is included, so the key is kept as published.
+* ``Logits`` is "everything after Conv_1": global average pooling + the linear classifier, no activation. Its
+  hyper-parameters are what tailorkit's ``Logits`` pins (kernel 1, stride 1, no activation) and the 7×7 input
+  says the pooling is included, so the key is kept as published. It can be looked up but not rebuilt:
+  tailorkit's ``Logits`` module is the classifier alone (OFA's tables time the pooling as ``AvgPool2D``).
 * ``expanded_conv``: ProxylessNAS writes the expansion *ratio*; tailorkit (like OFA's later tables) writes the
   middle width in channels, ``round(input channels × ratio)`` as ProxylessNAS's ``MBInvertedConvLayer``
   computes it, so ``expand:1`` on 32 input channels becomes ``expand:32`` (ratio 1: no 1×1 expansion conv, the

@@ -9,9 +9,10 @@ ratio for what the cost model misses (cache steps, kernel choices). The linear p
 beyond the measured shapes, which trees alone cannot; the spread of the bag on an op is the uncertainty that
 adaptive sampling (:func:`adaptive_sample`) uses to pick what to measure next.
 
-The ops are the blocks a table measures (an MBConv block is one op), which is also how ONNX Runtime runs them:
-the conv + batch-norm + activation inside a block are fused into one kernel by the runtime's graph
-optimisations, and what remains between blocks is what the LUT-sum correction accounts for.
+The ops are the blocks a table measures (an MBConv block is one op, timed as a single-op model). ONNX Runtime
+fuses each conv with its batch norm and activation, so a block runs as a few fused kernels, and the block's
+time includes them all; what happens between blocks (layout changes, cache effects) is what the LUT-sum
+correction accounts for.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class KernelPredictor(Predictor):
             raise PredictorError("kernel: nothing to fit on")
         rng = np.random.default_rng(self.seed)
         self.models_: dict[int, list[_CostFit]] = {}
+        self.__dict__.pop("_lookup_cache", None)
         for t in np.unique(X[:, 0]).astype(int):
             rows = np.flatnonzero(X[:, 0] == t)
             fits = []
@@ -164,11 +166,19 @@ class KernelPredictor(Predictor):
         return space.lut_sum(array, lookup)
 
     def lookup_for(self, space: Any, resolutions: Sequence[int]) -> dict[str, float]:
-        """Predicted latency of every op ``space`` has at these resolutions (a synthetic lookup table)."""
-        ops = list({op.key: op for r in resolutions for op in space.all_ops(int(r))}.values())
-        if not ops:
-            return {}
-        return dict(zip((op.key for op in ops), self.predict_ops(ops).tolist(), strict=True))
+        """Predicted latency of every op ``space`` has at these resolutions (a synthetic lookup table). Each
+        resolution's ops are predicted once per fitted model and kept, so repeated batches (a search's
+        generations) cost a lookup-table sum."""
+        cache: dict[tuple[Any, ...], dict[str, float]] = self.__dict__.setdefault("_lookup_cache", {})
+        out: dict[str, float] = {}
+        for r in resolutions:
+            key = (id(self.models_), getattr(space, "name", ""), getattr(space, "width", None), int(r))
+            if key not in cache:
+                ops = list({op.key: op for op in space.all_ops(int(r))}.values())
+                cache[key] = dict(zip((op.key for op in ops), self.predict_ops(ops).tolist(), strict=True)) \
+                    if ops else {}
+            out.update(cache[key])
+        return out
 
     def _log_bag(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -220,7 +230,11 @@ class KernelPredictor(Predictor):
                 coef, scale = arrays[f"coef_{t}_{b}"], arrays[f"scale_{t}_{b}"]
                 if coef.shape != (len(COSTS),) or scale.shape != (len(COSTS),):
                     raise ValueError(f"cost model {t}/{b} has the wrong shape")
-                fits.append(_CostFit(coef, scale, lgb.Booster(model_str=text) if text else None))
+                try:
+                    booster = lgb.Booster(model_str=text) if text else None
+                except lgb.basic.LightGBMError as exc:
+                    raise ValueError(f"gradient-boosting model {t}/{b} is unreadable: {exc}") from None
+                fits.append(_CostFit(coef, scale, booster))
             self.models_[int(t)] = fits
 
 
@@ -239,9 +253,12 @@ class _CostFit:
         A = costs / scale
         # dividing each row by its latency makes least squares minimise relative error, the metric that
         # matters when small and large ops are summed into one network
-        coef, _ = nnls(A / y[:, None], np.ones_like(y), maxiter=50 * A.shape[1])
+        try:
+            coef, _ = nnls(A / y[:, None], np.ones_like(y), maxiter=50 * A.shape[1])
+        except RuntimeError:  # no convergence: the constant fallback below takes over
+            coef = np.zeros(len(COSTS))
         linear = A @ coef
-        if not (linear > 0).all():  # a degenerate fit (e.g. one row): fall back to latency ∝ MACs + traffic
+        if not (linear > 0).all():  # a degenerate fit (e.g. one row): fall back to a constant, the median
             coef = np.zeros(len(COSTS))
             coef[0] = float(np.median(y))
             linear = A @ coef
@@ -271,6 +288,10 @@ def table_rows(tables: LatencyTable | Sequence[LatencyTable]) -> tuple[list[OpSp
     merged: dict[str, float] = {}
     for table in [tables] if isinstance(tables, LatencyTable) else tables:
         merged.update({key: lat.mean for key, lat in table.entries.items()})
+    zero = next((key for key, ms in merged.items() if not ms > 0), None)
+    if zero is not None:
+        raise PredictorError(f"kernel: op {zero!r} has latency {merged[zero]!r} ms; a cost model needs positive "
+                             "latencies")
     if not merged:
         raise PredictorError("kernel: the tables hold no entries")
     return [OpSpec.from_key(k) for k in merged], np.array(list(merged.values()))
@@ -338,9 +359,10 @@ def adaptive_sample(predictor: KernelPredictor, candidates: Sequence[OpSpec],
                     progress: Callable[[SamplingRound], None] | None = None) -> list[SamplingRound]:
     """Query by committee: fit, measure the ``per_round`` candidates the bag disagrees on most, refit; repeat.
 
-    ``initial`` holds measurements already made (op key → ms); with none, ``initial_random`` random candidates
-    are measured first. ``measure`` takes ops and returns their latencies by key (e.g. through the profiler
-    into a table, so that an interrupted run resumes). The predictor ends fitted on everything measured.
+    ``initial`` holds measurements already made (op key → ms); with none, one random candidate of every op type
+    and then random others up to ``initial_random`` are measured first. ``measure`` takes ops and returns their
+    latencies by key (e.g. through the profiler into a table, so that an interrupted run resumes). The
+    predictor ends fitted on everything measured.
     """
     if rounds < 0 or per_round < 1:
         raise PredictorError("kernel sampling: rounds >= 0 and per_round >= 1, please")

@@ -1,14 +1,22 @@
 """Training the OFA-MobileNetV3 supernet on real data that ships with scikit-learn: the digits (1 797 8×8
 images of 10 classes), with OFA's progressive shrinking, checkpoints after every epoch and resume.
 
-Digits are 8×8; an arch's resolution r (128–224) is scaled down to r / 4 (32–56 px, bilinear upsampling) so a
+Digits are 8×8; an arch's resolution r (128–224) is scaled down to r / 8 (16–28 px, bilinear upsampling) so a
 training run fits two CPU cores in minutes, while the architecture — and so its latency-table ops at r — stays
-OFA's. The split is fixed (stratified, seed 0): 1 257 train, 270 validation, 270 test.
+OFA's. Two costs of that scale, stated: pairs of neighbouring resolutions (128 and 132) see the same input
+size, and from the third stage on the feature maps are 1×1 or 2×2, where a 7×7 kernel sees little more than
+a 3×3 — the elastic-kernel phase has less to learn than on ImageNet. The split is fixed (stratified, seed 0):
+1 257 train, 270 validation, 270 test.
 
 Progressive shrinking (Cai et al., 2020), as phases over the epochs: the largest subnet only; then elastic
 kernel; then elastic depth; then elastic expand ratio, after sorting channels by importance. Every phase
 samples resolutions. Each step trains the largest subnet and ``subnets_per_step - 1`` sampled ones on the same
-batch (the sandwich rule without distillation) and sums their losses.
+batch and sums their losses (OFA distils from the largest; plain labels here); with ``subnets_per_step = 1``
+only the largest is trained, so at least 2 are needed for the subnets to learn.
+
+Batch-norm statistics are shared by all subnets, so they describe whichever subnet was last recalibrated:
+:func:`evaluate_arch` recalibrates for its arch (and leaves the statistics so), and :func:`calibrated_subnet`
+extracts a subnet after recalibrating — extracting without either copies another subnet's statistics.
 """
 
 from __future__ import annotations
@@ -187,6 +195,8 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
         phase = phase_of(epoch, config.epochs)
         if phase == "expand" and not state.sorted_channels:
             net.sort_channels()
+            # the momentum buffers are in the old channel order; OFA starts each phase with a fresh optimizer
+            opt.state.clear()
             state.sorted_channels = True
         net.train()
         order = torch.randperm(n, generator=gen)
@@ -196,6 +206,8 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
             for group in opt.param_groups:
                 group["lr"] = lr
             rows = order[step * config.batch_size:(step + 1) * config.batch_size]
+            if rows.numel() < 2:  # batch norm needs two samples; 1 × 1 feature maps leave nothing else
+                continue
             x, y = data.train_x[rows], data.train_y[rows]
             opt.zero_grad()
             loss_sum = 0.0
@@ -225,15 +237,27 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
     return net
 
 
+def calibrated_subnet(net: OFASupernet, data: DigitsSplits, arch: OFAArch,
+                      calibration_batches: int = 8, batch_size: int = 128) -> torch.nn.Module:
+    """The standalone subnet for ``arch`` (``space.build(arch)`` with the supernet's weights), with batch-norm
+    statistics re-estimated for it on the training images."""
+    _recalibrate(net, data, arch, calibration_batches, batch_size)
+    return net.extract(arch)
+
+
+def _recalibrate(net: OFASupernet, data: DigitsSplits, arch: OFAArch, batches: int, batch_size: int) -> None:
+    net.set_arch(arch)
+    calib = [at_resolution(data.train_x[i:i + batch_size], arch.r)
+             for i in range(0, min(len(data.train_x), batches * batch_size), batch_size)]
+    recalibrate_bn(net, calib)
+
+
 @torch.no_grad()
 def evaluate_arch(net: OFASupernet, data: DigitsSplits, arch: OFAArch, split: str = "test",
                   calibration_batches: int = 8, batch_size: int = 128) -> float:
     """Accuracy of ``arch`` run by the supernet on ``split``, after re-estimating its batch-norm statistics on
     training images (the same images every time, so the result is deterministic)."""
-    net.set_arch(arch)
-    calib = [at_resolution(data.train_x[i:i + batch_size], arch.r)
-             for i in range(0, min(len(data.train_x), calibration_batches * batch_size), batch_size)]
-    recalibrate_bn(net, calib)
+    _recalibrate(net, data, arch, calibration_batches, batch_size)
     return accuracy(net, data, arch.r, split)
 
 
@@ -252,6 +276,8 @@ def train_subnet(model: torch.nn.Module, data: DigitsSplits, r: int, *, epochs: 
             for group in opt.param_groups:
                 group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * (epoch * steps + step) / (epochs * steps)))
             rows = order[step * batch_size:(step + 1) * batch_size]
+            if rows.numel() < 2:  # batch norm needs two samples
+                continue
             opt.zero_grad()
             F.cross_entropy(model(at_resolution(data.train_x[rows], r)), data.train_y[rows]).backward()
             opt.step()

@@ -99,6 +99,21 @@ class Space(abc.ABC):
                 "encoding_length": self.encoding_length, "buildable": self.buildable}
 
 
+def strict_ints(values: Any) -> tuple[int, ...] | None:
+    """``values`` as a tuple of ints, or None if any is not an integer (bools and 3.9 included): arch files are
+    user input, and a silently truncated choice is a different arch."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        return None
+    out = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            return None
+        out.append(int(v))
+    return tuple(out)
+
+
 def check_fields(data: Mapping[str, Any], required: Sequence[str], what: str) -> None:
     """A ConfigError naming missing or unknown keys of an arch dict."""
     missing = [k for k in required if k not in data]

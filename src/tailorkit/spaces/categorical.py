@@ -9,15 +9,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tailorkit.core.errors import ConfigError
-from tailorkit.spaces.base import Space, mix, redraw
+from tailorkit.spaces.base import Space, mix, redraw, strict_ints
 
 
 def check_choices(ops: Any, positions: int, choices: int, what: str, unit: str) -> tuple[int, ...]:
     """``ops`` as a tuple of ``positions`` ints in ``0..choices-1``, or a ConfigError saying what an arch is."""
-    try:
-        values = tuple(int(v) for v in ops)
-    except (TypeError, ValueError):
-        values = ()
+    values = strict_ints(ops) or ()
     if len(values) != positions or any(not 0 <= v < choices for v in values):
         raise ConfigError(f"{what} is {positions} {unit} indices in 0..{choices - 1}, got {ops!r}")
     return values

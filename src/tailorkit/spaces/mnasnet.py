@@ -23,7 +23,7 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, mix, redraw
+from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
 from tailorkit.spaces.blocks import build_op, make_divisible
 
 OPS = ("conv", "sepconv", "mbconv3", "mbconv6")
@@ -57,13 +57,8 @@ class MnasNetArch:
     def __post_init__(self) -> None:
         for name, choices in _FIELDS:
             values = getattr(self, name)
-            try:
-                ints = tuple(int(v) for v in values)
-                ok = len(ints) == N_BLOCKS and all(0 <= v < len(choices) and v == raw and not isinstance(raw, bool)
-                                                    for v, raw in zip(ints, values, strict=True))
-            except (TypeError, ValueError):
-                ok, ints = False, ()
-            if not ok:
+            ints = strict_ints(values) or ()
+            if len(ints) != N_BLOCKS or any(not 0 <= v < len(choices) for v in ints):
                 raise ConfigError(f"MnasNet arch {name} must be {N_BLOCKS} indices into {choices}, got {values!r}")
             object.__setattr__(self, name, ints)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, mix, redraw
+from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
 from tailorkit.spaces.blocks import build_op, make_divisible
 
 KERNELS = (3, 5, 7)
@@ -58,11 +58,11 @@ class OFAArch:
     def __post_init__(self) -> None:
         for name, values, choices, length in (("ks", self.ks, KERNELS, N_BLOCKS), ("e", self.e, EXPANDS, N_BLOCKS),
                                               ("d", self.d, DEPTHS, len(_STAGES))):
-            object.__setattr__(self, name, tuple(int(v) for v in values))
-            values = getattr(self, name)
-            if len(values) != length or any(v not in choices for v in values):
-                raise ConfigError(f"OFA arch {name} must be {length} values from {choices}, got {list(values)}")
-        if self.r not in RESOLUTIONS:
+            ints = strict_ints(values)
+            if ints is None or len(ints) != length or any(v not in choices for v in ints):
+                raise ConfigError(f"OFA arch {name} must be {length} values from {choices}, got {values!r}")
+            object.__setattr__(self, name, ints)
+        if isinstance(self.r, bool) or not isinstance(self.r, (int, np.integer)) or self.r not in RESOLUTIONS:
             raise ConfigError(f"OFA arch resolution must be one of 128..224 step 4, got {self.r}")
 
     def to_dict(self) -> dict[str, Any]:

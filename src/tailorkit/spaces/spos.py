@@ -22,7 +22,7 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, mix, redraw
+from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
 from tailorkit.spaces.blocks import build_op
 
 BLOCKS = ("k3", "k5", "k7", "xception")
@@ -45,16 +45,12 @@ class SPOSArch:
 
     def __post_init__(self) -> None:
         for name, values, n in (("blocks", self.blocks, len(BLOCKS)), ("channels", self.channels, len(SCALES))):
-            try:
-                ints = tuple(int(v) for v in values)
-            except (TypeError, ValueError):
-                ints = ()
-            if len(ints) != N_BLOCKS or any(not 0 <= v < n for v in ints) or \
-                    any(isinstance(v, bool) or int(v) != v for v in values):
+            ints = strict_ints(values) or ()
+            if len(ints) != N_BLOCKS or any(not 0 <= v < n for v in ints):
                 raise ConfigError(f"SPOS arch {name} must be {N_BLOCKS} indices in 0..{n - 1}, got {values!r}")
             object.__setattr__(self, name, ints)
-        bits = tuple(int(v) for v in self.bits)
-        if bits and len(bits) != N_BLOCKS:
+        bits = strict_ints(self.bits)
+        if bits is None or (bits and len(bits) != N_BLOCKS):
             raise ConfigError(f"SPOS arch bits must be {N_BLOCKS} bit widths (or absent), got {list(self.bits)}")
         object.__setattr__(self, "bits", bits)
 
