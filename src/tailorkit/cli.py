@@ -411,28 +411,26 @@ app.add_typer(supernet_app, name="supernet")
 @supernet_app.command("train")
 def supernet_train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint folder (a rerun resumes it).")],
-    space: Annotated[str, typer.Option(help="Space of the supernet (ofa-mbv3).")] = "ofa-mbv3",
+    space: Annotated[str, typer.Option(help="Space of the supernet: ofa-mbv3 (progressive shrinking) or spos "
+                                            "(uniform paths).")] = "ofa-mbv3",
     epochs: Annotated[int, typer.Option(help="Epochs over the digits training split.")] = 8,
     width: WidthOpt = 1.0,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 0.05,
-    subnets: Annotated[int, typer.Option(help="Subnets trained per step (the largest plus sampled ones).")] = 2,
+    subnets: Annotated[int, typer.Option(help="Subnets trained per step (OFA: the largest plus sampled ones).")] = 2,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Steps per epoch [one pass over the images].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Train the OFA supernet with progressive shrinking on scikit-learn's digits; checkpoint every epoch."""
-    from tailorkit.search.supernet import EpochReport, SupernetConfig, train_supernet
+    """Train a supernet on scikit-learn's digits; checkpoint every epoch, resume on rerun."""
+    from tailorkit.search.supernet import SUPERNET_SPACES, EpochReport, SupernetConfig, train_supernet
+    from tailorkit.spaces import spaces
 
-    if space != "ofa-mbv3":
-        from tailorkit.spaces import spaces
-
-        spaces.get(space)  # an unknown name lists the known ones
-        raise ConfigError(f"no supernet for space {space!r} yet; available: ofa-mbv3")
+    spaces.get(space)  # an unknown name lists the known ones
+    if space not in SUPERNET_SPACES:
+        raise ConfigError(f"no supernet for space {space!r} yet; available: {', '.join(SUPERNET_SPACES)}")
     config = SupernetConfig(epochs=epochs, batch_size=batch_size, lr=lr, subnets_per_step=subnets, width=width,
-                            seed=seed, steps_per_epoch=steps_per_epoch)
-    from tailorkit.spaces import OFAMobileNetV3Space
-
-    OFAMobileNetV3Space(width=width)  # a bad width fails before any folder is made
+                            seed=seed, steps_per_epoch=steps_per_epoch, space=space)
+    spaces.create(space, width=width)  # a bad width fails before any folder is made
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False) as bar:
         task = bar.add_task("training", total=None)

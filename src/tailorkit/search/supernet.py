@@ -1,5 +1,6 @@
-"""Training the OFA-MobileNetV3 supernet on real data that ships with scikit-learn: the digits (1 797 8×8
-images of 10 classes), with OFA's progressive shrinking, checkpoints after every epoch and resume.
+"""Training weight-sharing supernets on real data that ships with scikit-learn: the digits (1 797 8×8 images of
+10 classes) — OFA-MobileNetV3 with progressive shrinking, Single-Path-One-Shot with uniform path sampling —
+with checkpoints after every epoch and exact resume.
 
 Digits are 8×8; an arch's resolution r (128–224) is scaled down to r / 8 (16–28 px, bilinear upsampling) so a
 training run fits two CPU cores in minutes, while the architecture — and so its latency-table ops at r — stays
@@ -13,6 +14,9 @@ kernel; then elastic depth; then elastic expand ratio, after sorting channels by
 samples resolutions. Each step trains the largest subnet and ``subnets_per_step - 1`` sampled ones on the same
 batch and sums their losses (OFA distils from the largest; plain labels here); with ``subnets_per_step = 1``
 only the largest is trained, so at least 2 are needed for the subnets to learn.
+
+SPOS (``space="spos"``) trains ``subnets_per_step`` uniformly sampled paths per step from the first epoch on
+(unit, channel scale and, in a mixed-precision space, bit width per block), at its one resolution (224 → 28 px).
 
 Batch-norm statistics are shared by all subnets, so they describe whichever subnet was last recalibrated:
 :func:`evaluate_arch` recalibrates for its arch (and leaves the statistics so), and :func:`calibrated_subnet`
@@ -46,6 +50,11 @@ from tailorkit.spaces.ofa_mbv3 import (
     OFAMobileNetV3Space,
 )
 from tailorkit.spaces.ofa_supernet import OFASupernet, recalibrate_bn
+from tailorkit.spaces.spos import BLOCKS as SPOS_BLOCKS
+from tailorkit.spaces.spos import N_BLOCKS as N_SPOS_BLOCKS
+from tailorkit.spaces.spos import SCALES as SPOS_SCALES
+from tailorkit.spaces.spos import SPOSArch, SPOSSpace
+from tailorkit.spaces.spos_supernet import SPOSSupernet
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +136,39 @@ def sample_arch(phase: str, gen: torch.Generator) -> OFAArch:
     return OFAArch(ks=ks, e=e, d=d, r=pick(RESOLUTIONS, 1)[0])
 
 
+# ------------------------------------------------------------------------------------------ supernets
+
+SUPERNET_SPACES = ("ofa-mbv3", "spos")
+Supernet = OFASupernet | SPOSSupernet
+
+
+def make_supernet(config: SupernetConfig) -> Supernet:
+    if config.space == "spos":
+        # SPOS runs at one resolution; 224 (its ImageNet size) becomes 28-px digits like OFA's largest
+        return SPOSSupernet(SPOSSpace(width=config.width), num_classes=10)
+    return OFASupernet(OFAMobileNetV3Space(width=config.width), num_classes=10)
+
+
+def resolution_of(net: Supernet, arch: Any) -> int:
+    """The resolution an arch runs at: OFA archs carry theirs, SPOS runs at its space's."""
+    return int(arch.r) if isinstance(arch, OFAArch) else int(net.space.resolution)
+
+
+def training_paths(net: Supernet, config: SupernetConfig, phase: str, gen: torch.Generator) -> list[Any]:
+    """The subnets one step trains. OFA: the largest (at a sampled resolution) and ``subnets_per_step - 1``
+    samples of the phase. SPOS: ``subnets_per_step`` paths drawn uniformly (its defining choice)."""
+    if isinstance(net, SPOSSupernet):
+        space = net.space
+        n = N_SPOS_BLOCKS
+        return [SPOSArch(tuple(torch.randint(len(SPOS_BLOCKS), (n,), generator=gen).tolist()),
+                         tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
+                         tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())
+                         if space.bits else ())
+                for _ in range(config.subnets_per_step)]
+    largest = OFAArch(ks=(7,) * N_BLOCKS, e=(6,) * N_BLOCKS, d=(4,) * 5, r=sample_arch(phase, gen).r)
+    return [largest] + [sample_arch(phase, gen) for _ in range(config.subnets_per_step - 1)]
+
+
 # ------------------------------------------------------------------------------------------ training
 
 
@@ -140,8 +182,11 @@ class SupernetConfig:
     width: float = 1.0
     seed: int = 0
     steps_per_epoch: int | None = None  # None: one pass over the training images; fewer for smoke runs
+    space: str = "ofa-mbv3"
 
     def __post_init__(self) -> None:
+        if self.space not in SUPERNET_SPACES:
+            raise ConfigError(f"no supernet for space {self.space!r}; available: {', '.join(SUPERNET_SPACES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.subnets_per_step < 1:
             raise ConfigError("epochs, batch_size and subnets_per_step must be >= 1")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -168,7 +213,7 @@ class TrainingState:
 
 
 def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: DigitsSplits | None = None,
-                   progress: Callable[[int, int, EpochReport | None], None] | None = None) -> OFASupernet:
+                   progress: Callable[[int, int, EpochReport | None], None] | None = None) -> Supernet:
     """Train (or resume training of) the supernet in ``ckpt_dir``; a checkpoint is written atomically after
     every epoch, so a killed run resumes at the last finished epoch. ``progress(step, steps, report)`` is
     called after every step (report None) and every epoch."""
@@ -177,7 +222,7 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
     ckpt = Path(ckpt_dir)
     data = data or load_digits_splits()
     torch.manual_seed(config.seed)
-    net = OFASupernet(OFAMobileNetV3Space(width=config.width), num_classes=10)
+    net = make_supernet(config)
     opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
                           weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
@@ -192,7 +237,7 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
     total = steps_per_epoch * config.epochs
     for epoch in range(state.epochs_done, config.epochs):
         t0 = time.perf_counter()
-        phase = phase_of(epoch, config.epochs)
+        phase = phase_of(epoch, config.epochs) if config.space == "ofa-mbv3" else "uniform"
         if phase == "expand" and not state.sorted_channels:
             net.sort_channels()
             # the momentum buffers are in the old channel order; OFA starts each phase with a fresh optimizer
@@ -211,11 +256,10 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
             x, y = data.train_x[rows], data.train_y[rows]
             opt.zero_grad()
             loss_sum = 0.0
-            archs = [OFAArch(ks=(7,) * N_BLOCKS, e=(6,) * N_BLOCKS, d=(4,) * 5, r=sample_arch(phase, gen).r)]
-            archs += [sample_arch(phase, gen) for _ in range(config.subnets_per_step - 1)]
+            archs = training_paths(net, config, phase, gen)
             for arch in archs:
                 net.set_arch(arch)
-                loss = F.cross_entropy(net(at_resolution(x, arch.r)), y)
+                loss = F.cross_entropy(net(at_resolution(x, resolution_of(net, arch))), y)
                 loss.backward()
                 loss_sum += loss.item()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -237,7 +281,7 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
     return net
 
 
-def calibrated_subnet(net: OFASupernet, data: DigitsSplits, arch: OFAArch,
+def calibrated_subnet(net: Supernet, data: DigitsSplits, arch: Any,
                       calibration_batches: int = 8, batch_size: int = 128) -> torch.nn.Module:
     """The standalone subnet for ``arch`` (``space.build(arch)`` with the supernet's weights), with batch-norm
     statistics re-estimated for it on the training images."""
@@ -245,20 +289,20 @@ def calibrated_subnet(net: OFASupernet, data: DigitsSplits, arch: OFAArch,
     return net.extract(arch)
 
 
-def _recalibrate(net: OFASupernet, data: DigitsSplits, arch: OFAArch, batches: int, batch_size: int) -> None:
+def _recalibrate(net: Supernet, data: DigitsSplits, arch: Any, batches: int, batch_size: int) -> None:
     net.set_arch(arch)
-    calib = [at_resolution(data.train_x[i:i + batch_size], arch.r)
+    calib = [at_resolution(data.train_x[i:i + batch_size], resolution_of(net, arch))
              for i in range(0, min(len(data.train_x), batches * batch_size), batch_size)]
     recalibrate_bn(net, calib)
 
 
 @torch.no_grad()
-def evaluate_arch(net: OFASupernet, data: DigitsSplits, arch: OFAArch, split: str = "test",
+def evaluate_arch(net: Supernet, data: DigitsSplits, arch: Any, split: str = "test",
                   calibration_batches: int = 8, batch_size: int = 128) -> float:
     """Accuracy of ``arch`` run by the supernet on ``split``, after re-estimating its batch-norm statistics on
     training images (the same images every time, so the result is deterministic)."""
     _recalibrate(net, data, arch, calibration_batches, batch_size)
-    return accuracy(net, data, arch.r, split)
+    return accuracy(net, data, resolution_of(net, arch), split)
 
 
 def train_subnet(model: torch.nn.Module, data: DigitsSplits, r: int, *, epochs: int, lr: float = 0.05,
@@ -313,7 +357,7 @@ def read_config(ckpt_dir: str | Path) -> SupernetConfig:
         raise CheckpointError(f"{str(path)!r} is not a supernet config: {exc}") from None
 
 
-def _save_checkpoint(ckpt: Path, net: OFASupernet, opt: torch.optim.Optimizer, gen: torch.Generator,
+def _save_checkpoint(ckpt: Path, net: Supernet, opt: torch.optim.Optimizer, gen: torch.Generator,
                      state: TrainingState) -> None:
     tmp = ckpt / f".{CHECKPOINT}.tmp"
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": gen.get_state(),
@@ -333,7 +377,7 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
                               f"({type(exc).__name__})") from None
 
 
-def _load_checkpoint(ckpt: Path, config: SupernetConfig, net: OFASupernet, opt: torch.optim.Optimizer,
+def _load_checkpoint(ckpt: Path, config: SupernetConfig, net: Supernet, opt: torch.optim.Optimizer,
                      gen: torch.Generator) -> TrainingState:
     stored = read_config(ckpt)
     if stored != config:
@@ -349,11 +393,11 @@ def _load_checkpoint(ckpt: Path, config: SupernetConfig, net: OFASupernet, opt: 
         raise CheckpointError(f"{str(ckpt / CHECKPOINT)!r} does not fit this supernet: {exc}") from None
 
 
-def load_supernet(ckpt_dir: str | Path) -> tuple[OFASupernet, SupernetConfig, list[dict[str, Any]]]:
+def load_supernet(ckpt_dir: str | Path) -> tuple[Supernet, SupernetConfig, list[dict[str, Any]]]:
     """The trained supernet of a checkpoint folder, its config and its per-epoch history."""
     ckpt = Path(ckpt_dir)
     config = read_config(ckpt)
-    net = OFASupernet(OFAMobileNetV3Space(width=config.width), num_classes=10)
+    net = make_supernet(config)
     blob = _read_checkpoint(ckpt)
     try:
         net.load_state_dict(blob["model"])

@@ -97,6 +97,10 @@ class SPOSSpace(Space):
         return SPOSArch(tuple(int(v) for v in rng.integers(0, len(BLOCKS), N_BLOCKS)),
                         tuple(int(v) for v in rng.integers(0, len(SCALES), N_BLOCKS)), bits)
 
+    def smallest(self) -> SPOSArch:
+        return SPOSArch((BLOCKS.index("k3"),) * N_BLOCKS, (0,) * N_BLOCKS,
+                        (min(self.bits),) * N_BLOCKS if self.bits else ())
+
     def largest(self) -> SPOSArch:
         return SPOSArch((BLOCKS.index("k7"),) * N_BLOCKS, (len(SCALES) - 1,) * N_BLOCKS,
                         (max(self.bits),) * N_BLOCKS if self.bits else ())

@@ -1,0 +1,129 @@
+"""The Single-Path-One-Shot supernet (Guo et al., 2020): every block slot holds all four ShuffleNetV2 units at
+their widest middle width (2.0 × half the output channels); a path runs one unit per slot, using the first
+``SCALES[c]`` fraction of its middle channels (SPOS's channel search by slicing). Training samples paths
+uniformly (``search.supernet``); :meth:`SPOSSupernet.extract` returns ``space.build(arch)`` carrying the path's
+weights, computing exactly what the supernet computes for the path.
+
+The units are the very ``ShuffleBlock`` modules the space builds; the supernet runs them with sliced weights:
+a depthwise conv keeps as many channels as it receives, the last 1×1 conv of a unit's main branch produces
+the unit's fixed output, every other dense conv produces the path's middle width, and batch norms follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tailorkit.spaces.blocks import ShuffleBlock, build_op
+from tailorkit.spaces.spos import BLOCKS, SCALES, SPOSArch, SPOSSpace
+
+
+def _sliced_main(branch: nn.Sequential, x: torch.Tensor, mid: int, training: bool) -> torch.Tensor:
+    dense = [i for i, m in enumerate(branch) if isinstance(m, nn.Conv2d) and m.groups == 1]
+    last = dense[-1]
+    for i, m in enumerate(branch):
+        c = x.shape[1]
+        if isinstance(m, nn.Conv2d):
+            if m.groups > 1:  # depthwise: as many channels as arrive
+                x = F.conv2d(x, m.weight[:c], None, m.stride, m.padding, groups=c)
+            else:
+                out = m.out_channels if i == last else mid
+                x = F.conv2d(x, m.weight[:out, :c], None, m.stride, m.padding)
+        elif isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
+            if training and m.momentum is None:  # cumulative average: batch-norm recalibration
+                m.num_batches_tracked += 1
+                momentum = 1.0 / float(m.num_batches_tracked)
+            else:
+                momentum = m.momentum if m.momentum is not None else 0.0
+            x = F.batch_norm(x, m.running_mean[:c], m.running_var[:c], m.weight[:c], m.bias[:c], training,
+                             momentum, m.eps)
+        else:
+            x = m(x)
+    return x
+
+
+class _ChoiceSlot(nn.Module):
+    """One block slot: the four units at their widest; ``forward`` runs the chosen unit at the chosen width."""
+
+    def __init__(self, space: SPOSSpace, h: int, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        widest = len(SCALES) - 1
+        self.units = nn.ModuleList(build_op(space._block(h, cin, cout, stride, u, widest, None)).train()
+                                   for u in range(len(BLOCKS)))
+        self.h, self.cin, self.cout, self.stride = h, cin, cout, stride
+        self.unit, self.mid = 0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.units[self.unit]
+        assert isinstance(block, ShuffleBlock)
+        if block.proj is None:
+            n, c, h, w = x.shape
+            pairs = x.reshape(n, c // 2, 2, h, w)
+            return torch.cat([pairs[:, :, 0], _sliced_main(block.main, pairs[:, :, 1], self.mid, self.training)],
+                             dim=1)
+        return torch.cat([block.proj(x), _sliced_main(block.main, x, self.mid, self.training)], dim=1)
+
+
+class SPOSSupernet(nn.Module):
+    def __init__(self, space: SPOSSpace, num_classes: int = 10) -> None:
+        super().__init__()
+        self.space = SPOSSpace(num_classes=num_classes, resolution=space.resolution, bits=space.bits)
+        self.num_classes = num_classes
+        ops = self.space.ops(self.space.largest())
+        self.stem = build_op(ops[0]).train()
+        self.slots = nn.ModuleList(_ChoiceSlot(self.space, h, cin, cout, stride)
+                                   for h, cin, cout, stride in self.space._positions())
+        self.tail = nn.ModuleList(build_op(op).train() for op in ops[-3:])
+        self.arch = self.space.largest()
+        self.set_arch(self.arch)
+        self.to(memory_format=torch.channels_last)  # see ofa_supernet: oneDNN's depthwise convs prefer it
+
+    def set_arch(self, arch: SPOSArch) -> None:
+        self.arch = arch
+        for i, slot in enumerate(self.slots):
+            slot.unit = arch.blocks[i]
+            slot.mid = self.space._block(slot.h, slot.cin, slot.cout, slot.stride, arch.blocks[i], arch.channels[i],
+                                         None).expand
+
+    def active_blocks(self) -> Iterator[_ChoiceSlot]:
+        yield from self.slots  # type: ignore[misc]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for slot in self.slots:
+            x = slot(x)
+        for m in self.tail:
+            x = m(x)
+        return x
+
+    def sort_channels(self) -> None:
+        """SPOS trains every width from the start; nothing to reorder."""
+
+    @torch.no_grad()
+    def extract(self, arch: SPOSArch) -> nn.Module:
+        """``space.build(arch)`` (float; bit widths are the exporter's) with this path's weights."""
+        net = self.space.build(arch)
+        modules = list(net.children())
+        modules[0].load_state_dict(self.stem.state_dict())
+        for target, source in zip(modules[-3:], self.tail, strict=True):
+            target.load_state_dict(source.state_dict())
+        self.set_arch(arch)
+        for target, slot in zip(modules[1:-3], self.slots, strict=True):
+            _copy_prefix(target, slot.units[slot.unit])
+        return net.eval()
+
+
+def _copy_prefix(target: nn.Module, source: nn.Module) -> None:
+    """Copy every parameter and buffer of ``source`` into the same-named one of ``target``, taking the leading
+    slice of each dimension (the target is the narrower module of the same layout)."""
+    src = dict(source.state_dict())
+    for name, tensor in target.state_dict().items():
+        value = src[name]
+        if value.dim() == 0:
+            tensor.copy_(value)
+        else:
+            tensor.copy_(value[tuple(slice(0, d) for d in tensor.shape)])
