@@ -149,3 +149,39 @@ def test_accuracy_predictor_learns_a_smooth_accuracy_landscape() -> None:
     predictor = fit_accuracy_predictor(archs[:300], acc[:300], steps=1500)
     metrics = evaluate(acc[300:], predictor.predict(OFAMobileNetV3Space.one_hot(arr[300:])))
     assert metrics["spearman"] > 0.9 and metrics["mape"] < 3
+
+
+def test_spos_extracted_path_computes_what_the_supernet_computes() -> None:
+    from tailorkit.spaces import SPOSSpace
+    from tailorkit.spaces.spos_supernet import SPOSSupernet
+
+    torch.manual_seed(0)
+    net = SPOSSupernet(SPOSSpace())
+    rng = np.random.default_rng(3)
+    for arch in [net.space.largest(), net.space.smallest(), net.space.sample(rng), net.space.sample(rng)]:
+        evaluate_arch(net, DATA, arch, "val")  # recalibrates batch norm for the path
+        net.eval()
+        x = at_resolution(DATA.val_x[:16], 224)
+        expected = net(x)
+        sub = net.extract(arch)
+        assert len(list(sub.children())) == len(net.space.ops(arch))
+        torch.testing.assert_close(sub(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_spos_training_samples_uniform_paths_and_checkpoints(tmp_path: Path) -> None:
+    from tailorkit.search.supernet import make_supernet, training_paths
+
+    config = SupernetConfig(epochs=1, steps_per_epoch=2, subnets_per_step=3, space="spos", seed=1)
+    net = make_supernet(config)
+    gen = torch.Generator().manual_seed(0)
+    paths = [p for _ in range(40) for p in training_paths(net, config, "uniform", gen)]
+    assert len(paths) == 120
+    units = np.array([p.blocks for p in paths])
+    scales = np.array([p.channels for p in paths])
+    assert set(units.ravel()) == {0, 1, 2, 3} and set(scales.ravel()) == set(range(10))
+    assert abs(np.bincount(units.ravel()).min() / units.size - 0.25) < 0.05  # uniform over units
+    train_supernet(config, tmp_path / "s", data=DATA)
+    loaded, stored, history = load_supernet(tmp_path / "s")
+    assert stored.space == "spos" and len(history) == 1 and type(loaded).__name__ == "SPOSSupernet"
+    with pytest.raises(Exception, match="no supernet for space 'nb201'"):
+        SupernetConfig(space="nb201")
