@@ -23,7 +23,7 @@ from tailorkit.core.errors import ConfigError
 from tailorkit.spaces.fbnet import FBNetSpace
 from tailorkit.spaces.hat import FEATURES as HAT_FEATURES
 from tailorkit.spaces.nb201 import NB201Space
-from tailorkit.spaces.ofa_mbv3 import OFAArch, OFAMobileNetV3Space
+from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 
 log = logging.getLogger(__name__)
 
@@ -271,16 +271,8 @@ def encode_archs(encoding: str, archs: Sequence[str], *, width: float = 1.0) -> 
     if encoding == "fbnet":
         return FBNetSpace().encode_strings(list(archs))
     if encoding == "ofa-mbv3":
-        parsed = []
-        for text in archs:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"OFA arch {text[:60]!r} is not JSON: {exc}") from None
-            if not isinstance(data, dict):
-                raise ConfigError(f"OFA arch {text[:60]!r} must be a JSON object with ks, e, d, r")
-            parsed.append(OFAArch.from_dict(data))
-        return OFAMobileNetV3Space.to_array(parsed).astype(np.float64)
+        space = OFAMobileNetV3Space(width=width)
+        return space.to_array([space.arch_from_json(text) for text in archs]).astype(np.float64)
     if encoding == "hat":
         try:
             X = np.array([[float(v) for v in text.split(",")] for text in archs], dtype=np.float64)

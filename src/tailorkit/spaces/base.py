@@ -142,6 +142,36 @@ def redraw(values: Sequence[int], choices: Sequence[Sequence[int]], rng: np.rand
     return values
 
 
+def one_hot_fields(fields: Sequence[np.ndarray], widths: Sequence[int]) -> np.ndarray:
+    """Per position, a one-hot of each field's choice index, fields side by side: ``fields[i]`` is (N, P)
+    indices into ``widths[i]`` choices; the result is (N, P · Σ widths), float32."""
+    n, positions = np.shape(fields[0])
+    out = []
+    for values, k in zip(fields, widths, strict=True):
+        onehot = np.zeros((n, positions, k), dtype=np.float32)
+        onehot[np.arange(n)[:, None], np.arange(positions)[None, :], np.asarray(values, dtype=np.intp)] = 1.0
+        out.append(onehot)
+    return np.concatenate(out, axis=2).reshape(n, -1)
+
+
+def decode_one_hot_fields(vec: np.ndarray, positions: int, widths: Sequence[int], what: str
+                          ) -> list[tuple[int, ...]]:
+    """Inverse of :func:`one_hot_fields` for one arch: per field, the chosen index at each position; anything
+    not exactly one 1 per position and field is a ConfigError."""
+    grid = np.asarray(vec, dtype=np.float64)
+    if grid.size != positions * sum(widths):
+        raise ConfigError(f"{what} encoding has {positions * sum(widths)} values, got shape {grid.shape}")
+    grid = grid.reshape(positions, -1)
+    picks, start = [], 0
+    for k in widths:
+        part = grid[:, start:start + k]
+        if not (np.isin(part, (0.0, 1.0)).all() and (part.sum(axis=1) == 1).all()):
+            raise ConfigError(f"{what} encoding must be one-hot per position and choice")
+        picks.append(tuple(int(v) for v in part.argmax(axis=1)))
+        start += k
+    return picks
+
+
 def mix(a: Sequence[int], b: Sequence[int], rng: np.random.Generator) -> np.ndarray:
     """Uniform crossover of two equally long gene vectors."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)

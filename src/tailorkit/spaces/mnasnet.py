@@ -23,7 +23,15 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
+from tailorkit.spaces.base import (
+    Space,
+    check_fields,
+    decode_one_hot_fields,
+    mix,
+    one_hot_fields,
+    redraw,
+    strict_ints,
+)
 from tailorkit.spaces.blocks import build_op, make_divisible
 
 OPS = ("conv", "sepconv", "mbconv3", "mbconv6")
@@ -118,28 +126,13 @@ class MnasNetSpace(Space):
         return self._from_genes(mix(self._genes(a), self._genes(b), rng))
 
     def encode_batch(self, archs: Sequence[MnasNetArch]) -> np.ndarray:
-        n = len(archs)
-        out = []
-        for name, choices in _FIELDS:
-            values = np.array([getattr(a, name) for a in archs], dtype=np.intp).reshape(n, N_BLOCKS)
-            onehot = np.zeros((n, N_BLOCKS, len(choices)), dtype=np.float32)
-            onehot[np.arange(n)[:, None], np.arange(N_BLOCKS)[None, :], values] = 1.0
-            out.append(onehot)
-        return np.concatenate(out, axis=2).reshape(n, -1)
+        fields = [np.array([getattr(a, name) for a in archs], dtype=np.intp).reshape(len(archs), N_BLOCKS)
+                  for name, _ in _FIELDS]
+        return one_hot_fields(fields, [len(c) for _, c in _FIELDS])
 
     def decode(self, vec: np.ndarray) -> MnasNetArch:
-        grid = np.asarray(vec, dtype=np.float64)
-        if grid.size != self.encoding_length:
-            raise ConfigError(f"a {self.name} encoding has {self.encoding_length} values, got shape {grid.shape}")
-        grid = grid.reshape(N_BLOCKS, -1)
-        picks, start = {}, 0
-        for name, choices in _FIELDS:
-            part = grid[:, start:start + len(choices)]
-            if not (np.isin(part, (0.0, 1.0)).all() and (part.sum(axis=1) == 1).all()):
-                raise ConfigError(f"a {self.name} encoding must be one-hot per block and field ({name})")
-            picks[name] = tuple(int(v) for v in part.argmax(axis=1))
-            start += len(choices)
-        return MnasNetArch(**picks)
+        picks = decode_one_hot_fields(vec, N_BLOCKS, [len(c) for _, c in _FIELDS], f"a {self.name}")
+        return MnasNetArch(**{name: p for (name, _), p in zip(_FIELDS, picks, strict=True)})
 
     def arch_to_dict(self, arch: MnasNetArch) -> dict[str, Any]:
         return arch.to_dict()

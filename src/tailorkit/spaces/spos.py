@@ -22,7 +22,15 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
+from tailorkit.spaces.base import (
+    Space,
+    check_fields,
+    decode_one_hot_fields,
+    mix,
+    one_hot_fields,
+    redraw,
+    strict_ints,
+)
 from tailorkit.spaces.blocks import build_op
 
 BLOCKS = ("k3", "k5", "k7", "xception")
@@ -121,37 +129,23 @@ class SPOSSpace(Space):
     def crossover(self, a: SPOSArch, b: SPOSArch, rng: np.random.Generator) -> SPOSArch:
         return self._from_genes(mix(self._genes(a), self._genes(b), rng))
 
+    def _widths(self) -> list[int]:
+        return [len(BLOCKS), len(SCALES)] + ([len(self.bits)] if self.bits else [])
+
     def encode_batch(self, archs: Sequence[SPOSArch]) -> np.ndarray:
         n = len(archs)
         for arch in archs:
             self._check_bits(arch)
-        parts = [(np.array([a.blocks for a in archs]).reshape(n, N_BLOCKS), len(BLOCKS)),
-                 (np.array([a.channels for a in archs]).reshape(n, N_BLOCKS), len(SCALES))]
+        fields = [np.array([a.blocks for a in archs]).reshape(n, N_BLOCKS),
+                  np.array([a.channels for a in archs]).reshape(n, N_BLOCKS)]
         if self.bits:
             index = {b: i for i, b in enumerate(self.bits)}
-            parts.append((np.array([[index[b] for b in a.bits] for a in archs]).reshape(n, N_BLOCKS), len(self.bits)))
-        out = []
-        for values, k in parts:
-            onehot = np.zeros((n, N_BLOCKS, k), dtype=np.float32)
-            onehot[np.arange(n)[:, None], np.arange(N_BLOCKS)[None, :], values] = 1.0
-            out.append(onehot)
-        return np.concatenate(out, axis=2).reshape(n, -1)
+            fields.append(np.array([[index[b] for b in a.bits] for a in archs]).reshape(n, N_BLOCKS))
+        return one_hot_fields(fields, self._widths())
 
     def decode(self, vec: np.ndarray) -> SPOSArch:
-        grid = np.asarray(vec, dtype=np.float64)
-        if grid.size != self.encoding_length:
-            raise ConfigError(f"a {self.name} encoding has {self.encoding_length} values, got shape {grid.shape}")
-        grid = grid.reshape(N_BLOCKS, -1)
-        widths = (len(BLOCKS), len(SCALES)) + ((len(self.bits),) if self.bits else ())
-        picks, start = [], 0
-        for k in widths:
-            part = grid[:, start:start + k]
-            if not (np.isin(part, (0.0, 1.0)).all() and (part.sum(axis=1) == 1).all()):
-                raise ConfigError(f"a {self.name} encoding must be one-hot per block and per choice")
-            picks.append(tuple(int(v) for v in part.argmax(axis=1)))
-            start += k
-        bits = tuple(self.bits[i] for i in picks[2]) if self.bits else ()
-        return SPOSArch(picks[0], picks[1], bits)
+        picks = decode_one_hot_fields(vec, N_BLOCKS, self._widths(), f"a {self.name}")
+        return SPOSArch(picks[0], picks[1], tuple(self.bits[i] for i in picks[2]) if self.bits else ())
 
     def arch_to_dict(self, arch: SPOSArch) -> dict[str, Any]:
         return arch.to_dict()
