@@ -89,7 +89,7 @@ from typing import Any, Protocol
 import yaml
 
 from tailorkit.core.errors import TableError
-from tailorkit.core.records import Latency, OpSpec
+from tailorkit.core.records import Latency, OpSpec, split_key
 from tailorkit.core.table import LatencyTable
 
 
@@ -156,15 +156,10 @@ def _fits_stride(src: tuple[int, ...], dst: tuple[int, ...], stride: int) -> boo
 
 
 def _proxyless_spec(key: str) -> OpSpec:
-    op_type, *tokens = key.split("-")
-    attrs: dict[str, str] = {}
-    for token in tokens:
-        name, sep, value = token.partition(":")
-        if not sep or not name or not value:
-            raise TableError(f"ProxylessNAS key {key!r}: part {token!r} is not name:value")
-        if name in attrs:
-            raise TableError(f"ProxylessNAS key {key!r}: {name!r} appears twice")
-        attrs[name] = value
+    try:
+        op_type, attrs = split_key(key)
+    except ValueError as exc:
+        raise TableError(f"ProxylessNAS key {key!r}: {exc}") from None
     if op_type not in _PROXYLESS_TYPES:
         raise TableError(f"ProxylessNAS key {key!r}: unknown op type {op_type!r}; known: "
                          f"{', '.join(_PROXYLESS_TYPES)}")

@@ -41,6 +41,21 @@ def _shape_str(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def split_key(key: str) -> tuple[str, dict[str, str]]:
+    """``type-name:value-name:value…`` into the type and its attributes; ValueError on a malformed part or a
+    repeated name. Shared by canonical keys and the foreign table layouts that write keys the same way."""
+    op_type, *tokens = key.split("-")
+    attrs: dict[str, str] = {}
+    for token in tokens:
+        name, sep, value = token.partition(":")
+        if not sep or not name or not value:
+            raise ValueError(f"part {token!r} is not name:value")
+        if name in attrs:
+            raise ValueError(f"{name!r} appears twice")
+        attrs[name] = value
+    return op_type, attrs
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """One kernel instance. Shapes are channels-last (H, W, C) like the OFA keys, whatever layout the
@@ -119,15 +134,7 @@ class OpSpec:
     def _parse_key(cls, key: str) -> OpSpec:
         if not isinstance(key, str) or not key:
             raise ValueError("empty key")
-        op_type, *tokens = key.split("-")
-        attrs: dict[str, str] = {}
-        for token in tokens:
-            name, sep, value = token.partition(":")
-            if not sep or not name or not value:
-                raise ValueError(f"part {token!r} is not name:value")
-            if name in attrs:
-                raise ValueError(f"{name!r} appears twice")
-            attrs[name] = value
+        op_type, attrs = split_key(key)
         shapes = []
         for name in ("input", "output"):
             if name not in attrs:

@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from torch import nn
 
 from tailorkit.core.errors import ConfigError
+from tailorkit.spaces.blocks import build_op
 
 
 class Space(abc.ABC):
@@ -87,8 +89,18 @@ class Space(abc.ABC):
     def all_ops(self, resolution: int) -> list[Any]:
         raise self._not_buildable()
 
-    def build(self, arch: Any) -> Any:
-        raise self._not_buildable()
+    def build(self, arch: Any) -> nn.Module:
+        """The arch as the very modules its ops name, fresh weights, eval mode (what the tables time)."""
+        if not self.buildable:
+            raise self._not_buildable()
+        return nn.Sequential(*(build_op(op) for op in self.ops(arch))).eval()
+
+    def input_shape(self, arch: Any = None, batch: int = 1) -> tuple[int, int, int, int]:
+        """NCHW input of an arch: its own resolution where it has one (OFA), else the space's."""
+        r = getattr(arch, "r", None) or getattr(self, "resolution", None)
+        if r is None:
+            raise self._not_buildable()
+        return (batch, 3, int(r), int(r))
 
     def _not_buildable(self) -> ConfigError:
         return ConfigError(f"space {self.name!r} has no ops to build or measure here (its latencies come from "

@@ -19,7 +19,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
@@ -32,7 +31,7 @@ from tailorkit.spaces.base import (
     redraw,
     strict_ints,
 )
-from tailorkit.spaces.blocks import build_op, make_divisible
+from tailorkit.spaces.blocks import make_divisible
 
 OPS = ("conv", "sepconv", "mbconv3", "mbconv6")
 KERNELS = (3, 5)
@@ -217,9 +216,3 @@ class MnasNetSpace(Space):
         for op in stem_and_tail:
             seen.setdefault(op.key, op)
         return list(seen.values())
-
-    def build(self, arch: MnasNetArch) -> nn.Module:
-        return nn.Sequential(*(build_op(op) for op in self.ops(arch))).eval()
-
-    def input_shape(self, arch: MnasNetArch | None = None, batch: int = 1) -> tuple[int, int, int, int]:
-        return (batch, 3, self.resolution, self.resolution)

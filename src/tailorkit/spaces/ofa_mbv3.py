@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
 from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
-from tailorkit.spaces.blocks import build_op, make_divisible
+from tailorkit.spaces.blocks import make_divisible
 
 KERNELS = (3, 5, 7)
 EXPANDS = (3, 4, 6)
@@ -309,14 +308,6 @@ class OFAMobileNetV3Space(Space):
                 h = -(-h // s)
             cin = cout
         return [op.key for op in head + self._tail(h)], slots
-
-    def build(self, arch: OFAArch) -> nn.Module:
-        """The subnet with fresh weights (latency does not depend on them), in eval mode."""
-        ops = self.ops(arch)
-        return nn.Sequential(*(build_op(op) for op in ops)).eval()
-
-    def input_shape(self, arch: OFAArch, batch: int = 1) -> tuple[int, int, int, int]:
-        return (batch, 3, arch.r, arch.r)
 
 
 def _lookup(mapping: Mapping[str, Any], key: str) -> Any:

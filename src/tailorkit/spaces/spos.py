@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
@@ -31,7 +30,6 @@ from tailorkit.spaces.base import (
     redraw,
     strict_ints,
 )
-from tailorkit.spaces.blocks import build_op
 
 BLOCKS = ("k3", "k5", "k7", "xception")
 SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
@@ -217,11 +215,3 @@ class SPOSSpace(Space):
         for op in self._tail(self.resolution // 32):
             seen.setdefault(op.key, op)
         return list(seen.values())
-
-    def build(self, arch: SPOSArch) -> nn.Module:
-        """The float network (bit widths are for the exporter), fresh weights, eval mode."""
-        return nn.Sequential(*(build_op(op) for op in self.ops(arch))).eval()
-
-    def input_shape(self, arch: SPOSArch | None = None, batch: int = 1) -> tuple[int, int, int, int]:
-        return (batch, 3, self.resolution, self.resolution)
-
