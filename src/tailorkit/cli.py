@@ -470,6 +470,54 @@ def supernet_eval(
                       f"{net.space.arch_to_json(a)}", highlight=False)
 
 
+@supernet_app.command("accuracy")
+def supernet_accuracy(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder from `tailor supernet train` (ofa-mbv3).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Accuracy predictor file (.tlp).")],
+    n: Annotated[int, typer.Option("--n", help="Random subnets to evaluate (plus the largest and smallest).")] = 100,
+    held_out: Annotated[float, typer.Option(help="Share of them kept aside to report the predictor's "
+                                                 "ranking quality.")] = 0.2,
+    steps: Annotated[int, typer.Option(help="MLP training steps.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """OFA's accuracy predictor: evaluate N subnets with the supernet (digits validation split), fit an MLP on
+    their encodings, report its Kendall tau on held-out subnets, and save it for `tailor search --accuracy`."""
+    from scipy.stats import kendalltau
+
+    from tailorkit.search.accuracy import fit_accuracy_predictor, supernet_accuracies
+    from tailorkit.search.supernet import load_digits_splits, load_supernet
+    from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
+
+    if n < 10:
+        raise ConfigError("--n must be at least 10 subnets")
+    if not 0.0 <= held_out < 0.5:
+        raise ConfigError("--held-out must be in [0, 0.5)")
+    if output.exists() and output.is_dir():
+        raise ConfigError(f"output {str(output)!r} is a directory")
+    net, config, _ = load_supernet(checkpoint)
+    if config.space != "ofa-mbv3":
+        raise ConfigError(f"accuracy predictors are for ofa-mbv3 supernets; {str(checkpoint)!r} is {config.space}")
+    data = load_digits_splits()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as bar:
+        task = bar.add_task("evaluating subnets", total=n + 2)
+        archs, acc = supernet_accuracies(net, data, n, seed=seed,
+                                         progress=lambda i, total: bar.update(task, completed=i, total=total))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(archs))
+    k = int(round(held_out * len(archs)))
+    test, train = order[:k], order[k:]
+    if k >= 5:
+        probe = fit_accuracy_predictor([archs[i] for i in train], acc[train], seed=seed, steps=steps)
+        pred = probe.predict(OFAMobileNetV3Space.one_hot(OFAMobileNetV3Space.to_array([archs[i] for i in test])))
+        tau = float(kendalltau(pred, acc[test]).statistic)
+        out.print(f"held-out subnets: {k}, Kendall tau {tau:.3f}, MAE {np.abs(pred - acc[test]).mean():.4f}")
+    predictor = fit_accuracy_predictor(archs, acc, seed=seed, steps=steps)  # the saved one sees every subnet
+    predictor.save(output)
+    out.print(f"accuracy predictor on {len(archs)} subnets (val accuracy {acc.min():.3f}..{acc.max():.3f}) "
+              f"saved to {output}")
+
+
 # ---------------------------------------------------------------------------------------------- predictor
 
 predictor_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and apply latency predictors.")
@@ -749,6 +797,76 @@ def predictor_predict(
         values = predictor.predict(encode_archs(predictor.encoding or "", arch))
     for text, ms in zip(arch, values, strict=True):
         out.print(f"{ms:.4f} ms  {text}", highlight=False)
+
+
+# -------------------------------------------------------------------------------------------------- search
+
+
+@app.command("search")
+def search_cmd(
+    space: Annotated[str, typer.Option(help="Search space (`tailor space list`).")],
+    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Target latency T in ms.")],
+    predictor: Annotated[str, typer.Option(help="Latency predictor file (.tlp from `tailor predictor train`), or "
+                                                "help:DEVICE for NAS-Bench-201's measured HELP column.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="SearchResult JSON file.")],
+    strategy: Annotated[str, typer.Option(help="evolution, random, rl or nsga2.")] = "evolution",
+    reward: Annotated[str, typer.Option(help="mnasnet-soft, mnasnet-hard, cap (hard latency limit, needs "
+                                             "--accuracy) or pareto (with nsga2).")] = "mnasnet-soft",
+    accuracy: Annotated[Path | None, typer.Option(help="Accuracy predictor (.tlp from `tailor supernet "
+                                                       "accuracy`); without it the search is latency-only.")] = None,
+    budget: Annotated[int, typer.Option(help="Evaluations.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same search).")] = 0,
+    width: WidthOpt = 1.0,
+    preset: Annotated[str | None, typer.Option(help="Evolution preset: ofa, hat or spos [ofa].")] = None,
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Measure the winner on this device "
+                                               "(closed loop); the predictor must be for it.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file: written during the search, resumed "
+                                                         "when it exists.")] = None,
+    export: Annotated[str | None, typer.Option(help="Export the winner: onnx (written next to -o).")] = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Hardware-aware architecture search against a latency predictor, then the winner measured on the device."""
+    from tailorkit.search.api import export_result, measure_result, plan_search
+    from tailorkit.search.rewards import REWARD_NAMES
+
+    if reward not in REWARD_NAMES:
+        raise ConfigError(f"unknown reward {reward!r}; known: {', '.join(REWARD_NAMES)}")
+    if export is not None and export != "onnx":
+        raise ConfigError(f"unknown export format {export!r} for search; use onnx (or `tailor export` later)")
+    if output.is_dir():
+        raise ConfigError(f"output {str(output)!r} is a directory; give a .json file")
+    config = load_config(config_path)
+    if device is not None:
+        config.device(device)  # an unknown device fails before the search runs
+    plan = plan_search(space, target_ms=latency_ms, latency=predictor, accuracy=accuracy, strategy=strategy,
+                       reward=reward, budget=budget, seed=seed, width=width, preset=preset, device=device,
+                       checkpoint=checkpoint)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[best]}"), console=err, transient=False) as bar:
+        task = bar.add_task("search", total=budget, best="")
+
+        def on_progress(p: Any) -> None:
+            bar.update(task, completed=p.evaluated, best=f"best reward {p.best_reward:.4f}")
+
+        result, _hist = plan.run(on_progress)
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False)
+    best = result.best
+    out.print(f"best of {result.evaluations} ({result.evaluations_per_s:,.0f} evaluations/s): reward "
+              f"{_fmt(best['reward'], 4)}, predicted latency {best['latency_ms']:.4g} ms"
+              + (f", predicted accuracy {best['accuracy']:.4f}" if best["accuracy"] is not None else ""),
+              highlight=False)
+    print(json.dumps(best["arch"]))
+    if device is not None:
+        result = measure_result(result, device, config=config)
+        m = result.measured or {}
+        out.print(f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms (predicted {m['predicted_ms']:.4g} "
+                  f"ms, error {m['error_pct']:+.1f} %)", highlight=False)
+    if export is not None:
+        result = export_result(result, export, output.with_suffix(f".{export}"))
+        out.print(f"exported {result.export['path']}")  # type: ignore[index]
+    result.save(output)
+    out.print(f"search result saved to {output}")
 
 
 @app.command()

@@ -40,14 +40,38 @@ class Space(abc.ABC):
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> Any: ...
 
-    @abc.abstractmethod
     def mutate(self, arch: Any, rng: np.random.Generator, prob: float = 0.1) -> Any:
-        """Each choice is redrawn (to a different value) with probability ``prob``; at least one always is, so
-        a mutant differs from its parent."""
+        """Each choice is redrawn (to a different value) with probability ``prob``; at least one live choice
+        always is, so a mutant differs from its parent."""
+        genes = self.genes([arch], rng)
+        return self.from_genes(redraw(genes[0], self.gene_choices(), rng, prob, self.live_genes(genes)[0])[None])[0]
 
-    @abc.abstractmethod
     def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> Any:
         """Each choice from ``a`` or ``b`` with equal probability."""
+        genes = self.genes([a, b], rng)
+        return self.from_genes(mix(genes[0], genes[1], rng)[None])[0]
+
+    # ------------------------------------------------------------------------------------------ genes
+    # The decisions a search makes: one integer gene per choice, with the values it may take. Strategies work on
+    # whole (N, G) gene arrays (vectorised populations, an RL policy's per-decision softmax) and convert to
+    # archs only at the edges.
+
+    @abc.abstractmethod
+    def gene_choices(self) -> list[tuple[int, ...]]:
+        """Per gene, the values it may take (ordered; a strategy's choice index points into this)."""
+
+    @abc.abstractmethod
+    def genes(self, archs: Sequence[Any], rng: np.random.Generator | None = None) -> np.ndarray:
+        """(N, G) int64 gene values. Genes an arch does not use (a slot past its depth) get a value drawn with
+        ``rng``, or the first choice without one."""
+
+    @abc.abstractmethod
+    def from_genes(self, genes: np.ndarray) -> list[Any]:
+        """Inverse of :meth:`genes` (unused genes are dropped); a value outside its choices is a ConfigError."""
+
+    def live_genes(self, genes: np.ndarray) -> np.ndarray:
+        """(N, G) bool: which genes change the network (a kernel past its stage's depth does not)."""
+        return np.ones(np.shape(genes), dtype=bool)
 
     # ------------------------------------------------------------------------------------- encodings
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tailorkit.core.errors import ConfigError
-from tailorkit.spaces.base import Space, mix, redraw, strict_ints
+from tailorkit.spaces.base import Space, strict_ints
 
 
 def check_choices(ops: Any, positions: int, choices: int, what: str, unit: str) -> tuple[int, ...]:
@@ -50,12 +50,16 @@ class CategoricalSpace(Space):
         """Uniform per position (how the HELP / HW-NAS-Bench archs were drawn)."""
         return self.arch_type(tuple(int(v) for v in rng.integers(0, len(self.choices), self.positions)))
 
-    def mutate(self, arch: Any, rng: np.random.Generator, prob: float = 0.1) -> Any:
-        choices = [range(len(self.choices))] * self.positions
-        return self.arch_type(tuple(int(v) for v in redraw(arch.ops, choices, rng, prob)))
+    def gene_choices(self) -> list[tuple[int, ...]]:
+        return [tuple(range(len(self.choices)))] * self.positions
 
-    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> Any:
-        return self.arch_type(tuple(int(v) for v in mix(a.ops, b.ops, rng)))
+    def genes(self, archs: Sequence[Any], rng: np.random.Generator | None = None) -> np.ndarray:
+        return np.array([arch.ops for arch in archs], dtype=np.int64).reshape(len(archs), self.positions)
+
+    def from_genes(self, genes: np.ndarray) -> list[Any]:
+        genes = np.asarray(genes, dtype=np.int64).reshape(-1, self.positions)
+        return [self.arch_type(check_choices(tuple(row.tolist()), self.positions, len(self.choices),
+                                             f"a {self.name} arch", self.position_word)) for row in genes]
 
     def arch_to_dict(self, arch: Any) -> dict[str, Any]:
         return {"arch": arch.to_str()}

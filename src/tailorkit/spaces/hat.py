@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tailorkit.core.errors import ConfigError
-from tailorkit.spaces.base import Space, check_fields, mix, redraw
+from tailorkit.spaces.base import Space, check_fields
 
 EMBED_DIMS = (512, 640)
 ENCODER_LAYERS = 6
@@ -129,35 +129,45 @@ class HATSpace(Space):
         per_decoder_layer = len(FFN_DIMS) * len(HEADS) ** 2 * len(ARBITRARY_ENDE_ATTN)
         return len(EMBED_DIMS) ** 2 * encoder * sum(per_decoder_layer ** n for n in DECODER_LAYERS)
 
-    def _genes(self, arch: HATArch, rng: np.random.Generator) -> np.ndarray:
-        """Decoder slots past the depth hold random values: they only matter if a mutation deepens it."""
-        genes = [arch.encoder_embed_dim, arch.decoder_embed_dim, arch.decoder_layer_num,
-                 *arch.encoder_ffn_embed_dim, *arch.encoder_self_attention_heads]
-        for name, choices in _DECODER_LISTS:
-            values = list(getattr(arch, name))
-            genes += values + [int(v) for v in rng.choice(choices, MAX_LAYERS - len(values))]
-        return np.array(genes, dtype=np.int64)
+    def gene_choices(self) -> list[tuple[int, ...]]:
+        return [tuple(c) for c in _GENE_CHOICES]
 
-    @staticmethod
-    def _from_genes(genes: np.ndarray) -> HATArch:
-        g = [int(v) for v in genes]
+    def genes(self, archs: Sequence[HATArch], rng: np.random.Generator | None = None) -> np.ndarray:
+        """Decoder slots past the depth hold random values (with ``rng``): they only matter if a mutation
+        deepens the decoder."""
+        out = np.empty((len(archs), len(_GENE_CHOICES)), dtype=np.int64)
+        for i, arch in enumerate(archs):
+            genes = [arch.encoder_embed_dim, arch.decoder_embed_dim, arch.decoder_layer_num,
+                     *arch.encoder_ffn_embed_dim, *arch.encoder_self_attention_heads]
+            for name, choices in _DECODER_LISTS:
+                values = list(getattr(arch, name))
+                pad = MAX_LAYERS - len(values)
+                fill = [int(v) for v in rng.choice(choices, pad)] if rng is not None else [choices[0]] * pad
+                genes += values + fill
+            out[i] = genes
+        return out
+
+    def from_genes(self, genes: np.ndarray) -> list[HATArch]:
         e = ENCODER_LAYERS
-        dec = [tuple(g[3 + 2 * e + i * MAX_LAYERS: 3 + 2 * e + (i + 1) * MAX_LAYERS]) for i in range(4)]
-        return HATArch(encoder_embed_dim=g[0], decoder_embed_dim=g[1], decoder_layer_num=g[2],
-                       encoder_ffn_embed_dim=tuple(g[3:3 + e]), encoder_self_attention_heads=tuple(g[3 + e:3 + 2 * e]),
-                       decoder_ffn_embed_dim=dec[0], decoder_self_attention_heads=dec[1],
-                       decoder_ende_attention_heads=dec[2], decoder_arbitrary_ende_attn=dec[3])
+        archs = []
+        for row in np.asarray(genes, dtype=np.int64).reshape(-1, len(_GENE_CHOICES)):
+            g = [int(v) for v in row]
+            dec = [tuple(g[3 + 2 * e + i * MAX_LAYERS: 3 + 2 * e + (i + 1) * MAX_LAYERS]) for i in range(4)]
+            archs.append(HATArch(
+                encoder_embed_dim=g[0], decoder_embed_dim=g[1], decoder_layer_num=g[2],
+                encoder_ffn_embed_dim=tuple(g[3:3 + e]), encoder_self_attention_heads=tuple(g[3 + e:3 + 2 * e]),
+                decoder_ffn_embed_dim=dec[0], decoder_self_attention_heads=dec[1],
+                decoder_ende_attention_heads=dec[2], decoder_arbitrary_ende_attn=dec[3]))
+        return archs
 
-    def mutate(self, arch: HATArch, rng: np.random.Generator, prob: float = 0.1) -> HATArch:
-        genes = self._genes(arch, rng)
-        live = np.ones(genes.size, dtype=bool)
+    def live_genes(self, genes: np.ndarray) -> np.ndarray:
+        genes = np.asarray(genes, dtype=np.int64).reshape(-1, len(_GENE_CHOICES))
+        live = np.ones(genes.shape, dtype=bool)
+        slot = np.arange(MAX_LAYERS)[None, :] >= genes[:, 2:3]
         for i in range(len(_DECODER_LISTS)):
             start = 3 + 2 * ENCODER_LAYERS + i * MAX_LAYERS
-            live[start + arch.decoder_layer_num: start + MAX_LAYERS] = False
-        return self._from_genes(redraw(genes, _GENE_CHOICES, rng, prob, live))
-
-    def crossover(self, a: HATArch, b: HATArch, rng: np.random.Generator) -> HATArch:
-        return self._from_genes(mix(self._genes(a, rng), self._genes(b, rng), rng))
+            live[:, start:start + MAX_LAYERS] = ~slot
+        return live
 
     def arch_to_dict(self, arch: HATArch) -> dict[str, Any]:
         return arch.to_dict()

@@ -26,9 +26,7 @@ from tailorkit.spaces.base import (
     Space,
     check_fields,
     decode_one_hot_fields,
-    mix,
     one_hot_fields,
-    redraw,
     strict_ints,
 )
 from tailorkit.spaces.blocks import make_divisible
@@ -108,21 +106,17 @@ class MnasNetSpace(Space):
         return MnasNetArch(op=(3,) * N_BLOCKS, kernel=(0,) * N_BLOCKS, se=(0,) * N_BLOCKS, skip=(0,) * N_BLOCKS,
                            width=(1,) * N_BLOCKS, layers=(1,) * N_BLOCKS)
 
-    @staticmethod
-    def _genes(arch: MnasNetArch) -> np.ndarray:
-        return np.concatenate([getattr(arch, name) for name, _ in _FIELDS]).astype(np.int64)
+    def gene_choices(self) -> list[tuple[int, ...]]:
+        return [tuple(range(len(c))) for _, c in _FIELDS for _ in range(N_BLOCKS)]
 
-    @staticmethod
-    def _from_genes(genes: np.ndarray) -> MnasNetArch:
-        parts = np.asarray(genes, dtype=np.int64).reshape(len(_FIELDS), N_BLOCKS)
-        return MnasNetArch(**{name: tuple(int(v) for v in row) for (name, _), row in zip(_FIELDS, parts, strict=True)})
+    def genes(self, archs: Sequence[MnasNetArch], rng: np.random.Generator | None = None) -> np.ndarray:
+        return np.array([[v for name, _ in _FIELDS for v in getattr(arch, name)] for arch in archs],
+                        dtype=np.int64).reshape(len(archs), len(_FIELDS) * N_BLOCKS)
 
-    def mutate(self, arch: MnasNetArch, rng: np.random.Generator, prob: float = 0.1) -> MnasNetArch:
-        choices = [range(len(c)) for _, c in _FIELDS for _ in range(N_BLOCKS)]
-        return self._from_genes(redraw(self._genes(arch), choices, rng, prob))
-
-    def crossover(self, a: MnasNetArch, b: MnasNetArch, rng: np.random.Generator) -> MnasNetArch:
-        return self._from_genes(mix(self._genes(a), self._genes(b), rng))
+    def from_genes(self, genes: np.ndarray) -> list[MnasNetArch]:
+        rows = np.asarray(genes, dtype=np.int64).reshape(-1, len(_FIELDS), N_BLOCKS)
+        return [MnasNetArch(**{name: tuple(int(v) for v in row) for (name, _), row in zip(_FIELDS, parts, strict=True)})
+                for parts in rows]
 
     def encode_batch(self, archs: Sequence[MnasNetArch]) -> np.ndarray:
         fields = [np.array([getattr(a, name) for a in archs], dtype=np.intp).reshape(len(archs), N_BLOCKS)

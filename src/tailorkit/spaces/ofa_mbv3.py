@@ -17,7 +17,7 @@ import numpy as np
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, mix, redraw, strict_ints
+from tailorkit.spaces.base import Space, check_fields, strict_ints
 from tailorkit.spaces.blocks import make_divisible
 
 KERNELS = (3, 5, 7)
@@ -133,16 +133,20 @@ class OFAMobileNetV3Space(Space):
     def encoding_length(self) -> int:
         return 2 * N_BLOCKS + len(_STAGES) + 1
 
-    def mutate(self, arch: OFAArch, rng: np.random.Generator, prob: float = 0.1) -> OFAArch:
-        row = self.to_array([arch])[0]
-        choices = [KERNELS] * N_BLOCKS + [EXPANDS] * N_BLOCKS + [DEPTHS] * len(_STAGES) + [RESOLUTIONS]
-        active = _BLOCK_POSITION < np.asarray(arch.d)[_BLOCK_STAGE]
-        live = np.concatenate([active, active, np.ones(len(_STAGES) + 1, dtype=bool)])
-        return self.from_array(redraw(row, choices, rng, prob, live)[None, :])[0]
+    def gene_choices(self) -> list[tuple[int, ...]]:
+        """The k/e/d/r row of :meth:`to_array`: the genes are the arch's own values."""
+        return [KERNELS] * N_BLOCKS + [EXPANDS] * N_BLOCKS + [DEPTHS] * len(_STAGES) + [RESOLUTIONS]
 
-    def crossover(self, a: OFAArch, b: OFAArch, rng: np.random.Generator) -> OFAArch:
-        rows = self.to_array([a, b])
-        return self.from_array(mix(rows[0], rows[1], rng)[None, :])[0]
+    def genes(self, archs: Sequence[OFAArch], rng: np.random.Generator | None = None) -> np.ndarray:
+        return self.to_array(archs)
+
+    def from_genes(self, genes: np.ndarray) -> list[OFAArch]:
+        return self.from_array(genes)
+
+    def live_genes(self, genes: np.ndarray) -> np.ndarray:
+        genes = np.asarray(genes).reshape(-1, 46)
+        active = _BLOCK_POSITION[None, :] < genes[:, 40:45][:, _BLOCK_STAGE]
+        return np.concatenate([active, active, np.ones((genes.shape[0], len(_STAGES) + 1), dtype=bool)], axis=1)
 
     def encode_batch(self, archs: Sequence[OFAArch]) -> np.ndarray:
         return self.to_array(archs)

@@ -25,9 +25,7 @@ from tailorkit.spaces.base import (
     Space,
     check_fields,
     decode_one_hot_fields,
-    mix,
     one_hot_fields,
-    redraw,
     strict_ints,
 )
 
@@ -111,21 +109,23 @@ class SPOSSpace(Space):
         return SPOSArch((BLOCKS.index("k7"),) * N_BLOCKS, (len(SCALES) - 1,) * N_BLOCKS,
                         (max(self.bits),) * N_BLOCKS if self.bits else ())
 
-    def _genes(self, arch: SPOSArch) -> np.ndarray:
-        self._check_bits(arch)
-        return np.array(arch.blocks + arch.channels + arch.bits, dtype=np.int64)
+    def gene_choices(self) -> list[tuple[int, ...]]:
+        return [tuple(range(len(BLOCKS)))] * N_BLOCKS + [tuple(range(len(SCALES)))] * N_BLOCKS \
+            + ([tuple(self.bits)] * N_BLOCKS if self.bits else [])
 
-    def _from_genes(self, genes: np.ndarray) -> SPOSArch:
-        g = [int(v) for v in genes]
-        return SPOSArch(tuple(g[:N_BLOCKS]), tuple(g[N_BLOCKS:2 * N_BLOCKS]), tuple(g[2 * N_BLOCKS:]))
+    def genes(self, archs: Sequence[SPOSArch], rng: np.random.Generator | None = None) -> np.ndarray:
+        for arch in archs:
+            self._check_bits(arch)
+        return np.array([arch.blocks + arch.channels + arch.bits for arch in archs],
+                        dtype=np.int64).reshape(len(archs), -1)
 
-    def mutate(self, arch: SPOSArch, rng: np.random.Generator, prob: float = 0.1) -> SPOSArch:
-        choices = [range(len(BLOCKS))] * N_BLOCKS + [range(len(SCALES))] * N_BLOCKS \
-            + ([self.bits] * N_BLOCKS if self.bits else [])
-        return self._from_genes(redraw(self._genes(arch), choices, rng, prob))
-
-    def crossover(self, a: SPOSArch, b: SPOSArch, rng: np.random.Generator) -> SPOSArch:
-        return self._from_genes(mix(self._genes(a), self._genes(b), rng))
+    def from_genes(self, genes: np.ndarray) -> list[SPOSArch]:
+        genes = np.asarray(genes, dtype=np.int64).reshape(-1, len(self.gene_choices()))
+        archs = [SPOSArch(tuple(g[:N_BLOCKS]), tuple(g[N_BLOCKS:2 * N_BLOCKS]), tuple(g[2 * N_BLOCKS:]))
+                 for g in genes.tolist()]
+        for arch in archs:
+            self._check_bits(arch)
+        return archs
 
     def _widths(self) -> list[int]:
         return [len(BLOCKS), len(SCALES)] + ([len(self.bits)] if self.bits else [])

@@ -1,0 +1,347 @@
+"""The search facade: names and files in, a :class:`SearchResult` out — the whole closed loop.
+
+``search(space, target_ms=…, latency=…)`` restricts the genome to what the latency source can score, refuses a
+target no arch can reach (naming the fastest one), runs the strategy under the runner, and then — with
+``device`` — builds the winning arch and measures it end to end on that device, so the result says how far the
+prediction was from the run.
+
+SearchResult file (JSON, ``schema`` = ``tailorkit.search-result``, ``version`` 1)::
+
+    space          {name, width, variant}             the space the arch belongs to
+    strategy       {name, preset?, …}                 the strategy and its settings
+    reward         {name, target_ms, alpha?, beta?}
+    budget, seed, evaluations, resumed_from, seconds, evaluations_per_s
+    latency_source text: which predictor or measured column scored latency
+    predictor      {path, sha256, kind, device} | null
+    accuracy_source text | null (null: a latency-only search, ACC = 1 in the reward)
+    notes          [text]                             what a reader must know (latency-only, restricted genes…)
+    best           {arch, reward, latency_ms, accuracy}
+    measured       {device, latency_ms: {mean, std, median, …}, predicted_ms, error_pct} | null
+    pareto         [{arch, latency_ms, accuracy}]     the latency/accuracy front of everything evaluated
+    curve          [[evaluations, best reward]]       best reward so far, ~100 points
+    export         {format, path, sha256} | null
+    created, tailorkit                               when, and by which version
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailorkit.core.errors import ConfigError, PredictorError
+from tailorkit.core.version import __version__
+from tailorkit.predictors.base import Predictor, load_predictor
+from tailorkit.search.genome import Genome
+from tailorkit.search.objectives import AccuracySource, Evaluator, LatencySource, PredictorLatency, help_column
+from tailorkit.search.rewards import make_reward
+from tailorkit.search.runner import SearchHistory, SearchProgress, SearchRunner
+from tailorkit.search.strategies import strategies
+from tailorkit.spaces import spaces
+
+log = logging.getLogger(__name__)
+SCHEMA = "tailorkit.search-result"
+SCHEMA_VERSION = 1
+PARETO_MAX = 50
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    space: dict[str, Any]
+    strategy: dict[str, Any]
+    reward: dict[str, Any]
+    budget: int
+    seed: int
+    evaluations: int
+    resumed_from: int
+    seconds: float
+    latency_source: str
+    accuracy_source: str | None
+    best: dict[str, Any]
+    pareto: list[dict[str, Any]]
+    curve: list[list[float]]
+    notes: list[str] = field(default_factory=list)
+    predictor: dict[str, Any] | None = None
+    measured: dict[str, Any] | None = None
+    export: dict[str, Any] | None = None
+    created: str = ""
+    tailorkit: str = __version__
+
+    @property
+    def evaluations_per_s(self) -> float:
+        return self.evaluations / self.seconds if self.seconds > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "version": SCHEMA_VERSION, **asdict(self),
+                "evaluations_per_s": round(self.evaluations_per_s, 1) if self.seconds > 0 else None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchResult:
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(f"not a tailorkit search result (schema {data.get('schema')!r})")
+        if data.get("version") != SCHEMA_VERSION:
+            raise ConfigError(f"search result version {data.get('version')!r} is not {SCHEMA_VERSION}")
+        names = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ConfigError(f"search result is missing fields ({exc})") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Written to a temporary file and renamed, so an interrupted write leaves no half file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def with_changes(self, **changes: Any) -> SearchResult:
+        return SearchResult(**{**asdict(self), **changes})
+
+
+def load_search_result(path: str | Path) -> SearchResult:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"search result {str(path)!r} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"search result {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"search result {str(path)!r} is not a JSON object")
+    return SearchResult.from_dict(data)
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+def make_space(name: str, width: float = 1.0) -> Any:
+    factory = spaces.get(name)
+    return factory(width=width) if getattr(factory, "buildable", False) else factory()
+
+
+def latency_source(space: Any, spec: str | Path | Predictor | LatencySource, *, device: str | None = None
+                   ) -> tuple[LatencySource, dict[str, Any] | None]:
+    """A latency source from a predictor file (``.tlp``), a fitted predictor, or ``help:DEVICE`` (HELP's
+    measured NAS-Bench-201 column)."""
+    if isinstance(spec, LatencySource):
+        return spec, None
+    if isinstance(spec, Predictor):
+        return PredictorLatency(space, spec, device=device), {"kind": spec.kind, "device": spec.device}
+    text = str(spec)
+    if text.startswith("help:"):
+        return help_column(space, text.split(":", 1)[1]), None
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"latency predictor {text!r} is not a file (train one with `tailor predictor train`, "
+                          "or use help:DEVICE for NAS-Bench-201's measured columns)")
+    predictor = load_predictor(path, space=space.name)
+    from tailorkit.export.onnx import sha256_file
+
+    return PredictorLatency(space, predictor, device=device), {
+        "path": str(path), "sha256": sha256_file(path), "kind": predictor.kind, "device": predictor.device}
+
+
+def accuracy_source(space: Any, spec: str | Path | Predictor | None) -> AccuracySource | None:
+    if spec is None:
+        return None
+    if isinstance(spec, Predictor):
+        return AccuracySource(space, spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"accuracy predictor {str(spec)!r} is not a file (make one with "
+                          "`tailor supernet accuracy CKPT -o acc.tlp`)")
+    try:
+        return AccuracySource(space, load_predictor(path, space=space.name))
+    except PredictorError as exc:
+        raise PredictorError(f"accuracy predictor {str(path)!r}: {exc}") from None
+
+
+def fastest_reachable(genome: Genome, latency: LatencySource, seed: int = 0) -> tuple[float, np.ndarray]:
+    """The fastest arch the latency source knows: the space's smallest arch where it has one (at each allowed
+    resolution), else the best of a short latency-minimising evolution. Used to refuse unreachable targets."""
+    from tailorkit.search.rewards import MnasNetHardReward
+    from tailorkit.search.strategies import EvolutionSearch
+
+    candidates = []
+    space = genome.space
+    if hasattr(space, "smallest"):
+        small = space.genes([space.smallest()])
+        if space.name == "ofa-mbv3":  # the smallest blocks at every resolution the search may use
+            res = genome.table[-1, genome.mask[-1]]
+            small = np.repeat(small, res.size, axis=0)
+            small[:, -1] = res
+        try:
+            candidates.append(genome.indices(small))
+        except ConfigError:
+            pass
+    # a short evolution on latency alone (ACC = 1, hard reward): cheap, and covers spaces without a smallest
+    evaluate = Evaluator(genome, latency, MnasNetHardReward(1e-9))
+    hist = SearchRunner(evaluate, EvolutionSearch(genome, seed=seed, preset="ofa"), 1500).run()
+    candidates.append(hist.genes[[int(np.argmin(hist.latency_ms))]])
+    rows = np.concatenate(candidates)
+    lat = latency(genome.values(rows))
+    i = int(np.argmin(lat))
+    return float(lat[i]), rows[i]
+
+
+# -------------------------------------------------------------------------------------------------- search
+
+@dataclass
+class SearchPlan:
+    """A checked, ready search: every argument validated and every file loaded, nothing run yet (so a CLI can
+    report bad input before it draws a progress bar)."""
+
+    space: Any
+    genome: Genome
+    evaluator: Evaluator
+    strategy: Any
+    budget: int
+    seed: int
+    fingerprint: dict[str, Any]
+    notes: list[str]
+    predictor_info: dict[str, Any] | None
+    checkpoint: str | Path | None = None
+
+    def run(self, progress: Callable[[SearchProgress], None] | None = None) -> tuple[SearchResult, SearchHistory]:
+        runner = SearchRunner(self.evaluator, self.strategy, self.budget, fingerprint=self.fingerprint,
+                              checkpoint=self.checkpoint, callbacks=[progress] if progress else [])
+        hist = runner.run()
+        ev = self.evaluator
+        return _result(self.space, self.genome, hist, runner, self.strategy.describe(), ev.reward.describe(),
+                       ev.latency.description, ev.accuracy.description if ev.accuracy else None,
+                       self.predictor_info, self.notes, self.budget, self.seed), hist
+
+
+def plan_search(space: str, *, target_ms: float, latency: str | Path | Predictor | LatencySource,
+                accuracy: str | Path | Predictor | None = None, strategy: str = "evolution",
+                reward: str = "mnasnet-soft", budget: int = 10_000, seed: int = 0, width: float = 1.0,
+                preset: str | None = None, strategy_options: Mapping[str, Any] | None = None,
+                device: str | None = None, checkpoint: str | Path | None = None) -> SearchPlan:
+    space_obj = make_space(space, width)
+    reward_obj = make_reward(reward, target_ms)  # checks the target before anything is loaded
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"the search budget must be a positive number of evaluations, got {budget!r}")
+    factory = strategies.get(strategy)
+    if reward == "pareto" and strategy != "nsga2":
+        raise ConfigError("the pareto reward is searched with --strategy nsga2")
+    options = dict(strategy_options or {})
+    if preset is not None:
+        if strategy != "evolution":
+            raise ConfigError("--preset applies to the evolution strategy only")
+        options["preset"] = preset
+    source, predictor_info = latency_source(space_obj, latency, device=device)
+    acc = accuracy_source(space_obj, accuracy)
+    notes: list[str] = []
+    allowed = source.allowed_genes()
+    genome = Genome(space_obj, allowed)
+    if allowed:
+        notes.append("genes restricted to what the latency source can score: "
+                     + ", ".join(f"gene {g} in {v}" for g, v in allowed.items()))
+    if acc is None:
+        notes.append("latency-only search: there is no accuracy model for this space here, so the reward uses "
+                     "ACC = 1 and ranks archs by latency alone")
+    evaluator = Evaluator(genome, source, reward_obj, acc)
+    fastest, fastest_row = fastest_reachable(genome, source, seed)
+    if fastest > reward_obj.target_ms:
+        arch = space_obj.arch_to_json(genome.archs(fastest_row[None])[0])
+        raise ConfigError(f"target {reward_obj.target_ms:g} ms is below the fastest arch the latency source "
+                          f"knows in {space} ({fastest:.4g} ms: {arch})")
+    constraint = evaluator.feasible if reward == "cap" else None
+    try:
+        strat = factory(genome, seed=seed, constraint=constraint, **options)
+    except TypeError as exc:
+        raise ConfigError(f"strategy {strategy}: {exc}") from None
+    fingerprint = {"space": space, "width": width, "strategy": strat.describe(), "reward": reward_obj.describe(),
+                   "latency": source.description, "predictor": (predictor_info or {}).get("sha256"),
+                   "accuracy": acc.description if acc else None, "seed": seed, "allowed": allowed}
+    return SearchPlan(space_obj, genome, evaluator, strat, budget, seed, fingerprint, notes, predictor_info,
+                      checkpoint)
+
+
+def search(space: str, *, progress: Callable[[SearchProgress], None] | None = None, **kwargs: Any
+           ) -> tuple[SearchResult, SearchHistory]:
+    """Plan and run a search (see :func:`plan_search` for the arguments); not yet measured on a device: see
+    :func:`measure_result`."""
+    return plan_search(space, **kwargs).run(progress)
+
+
+def _result(space: Any, genome: Genome, hist: SearchHistory, runner: SearchRunner, strategy: dict[str, Any],
+            reward: dict[str, Any], latency_desc: str, acc_desc: str | None, predictor: dict[str, Any] | None,
+            notes: list[str], budget: int, seed: int) -> SearchResult:
+    def entry(i: int) -> dict[str, Any]:
+        return {"arch": space.arch_to_dict(genome.archs(hist.genes[i:i + 1])[0]),
+                "latency_ms": float(hist.latency_ms[i]),
+                "accuracy": None if hist.accuracy is None else float(hist.accuracy[i])}
+
+    best_i = hist.best_index()
+    front = hist.pareto_front()
+    if front.size > PARETO_MAX:  # evenly spread over the front
+        front = front[np.linspace(0, front.size - 1, PARETO_MAX).round().astype(int)]
+    curve = hist.best_so_far()
+    points = np.unique(np.linspace(1, len(curve), min(100, len(curve))).round().astype(int))
+    finite = curve[points - 1]
+    return SearchResult(
+        space={"name": space.name, "width": getattr(space, "width", None),
+               "variant": getattr(space, "variant", space.name)},
+        strategy=strategy, reward=reward, budget=budget, seed=seed, evaluations=len(hist),
+        resumed_from=runner.resumed_from, seconds=round(runner.seconds, 4), latency_source=latency_desc,
+        accuracy_source=acc_desc, best={**entry(best_i), "reward": _finite(hist.reward[best_i])},
+        pareto=[entry(int(i)) for i in front],
+        curve=[[int(p), _finite(v)] for p, v in zip(points, finite, strict=True)], notes=notes,
+        predictor=predictor, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+# ------------------------------------------------------------------------------------------- closed loop
+
+def build_best(result: SearchResult) -> tuple[Any, Any]:
+    """The space and the winning arch of a result (checked against the space)."""
+    space = make_space(result.space["name"], result.space.get("width") or 1.0)
+    return space, space.arch_from_dict(result.best["arch"])
+
+
+def measure_result(result: SearchResult, device: str, *, config: Any = None) -> SearchResult:
+    """Build the winning arch, run it end to end on ``device`` and record measured vs predicted latency."""
+    from tailorkit.profiler.api import profile
+
+    space, arch = build_best(result)
+    if not space.buildable:
+        raise ConfigError(f"space {space.name!r} has no ops to build here, so its winner cannot be measured "
+                          "(its latencies come from public tables)")
+    shape = space.input_shape(arch)
+    prof = profile(space.build(arch), device, input_shapes={"input": shape}, config=config)
+    predicted = float(result.best["latency_ms"])
+    measured = prof.latency.mean
+    return result.with_changes(measured={
+        "device": prof.device.name, "latency_ms": prof.latency.summary(), "predicted_ms": predicted,
+        "error_pct": 100.0 * (predicted - measured) / measured if measured > 0 else None,
+        "input_shape": list(shape)})
+
+
+def export_result(result: SearchResult, fmt: str, path: str | Path) -> SearchResult:
+    """The winning arch as a model file (ONNX here; the export issue adds TFLite and TVM). Weights are a fresh
+    initialisation: the latency of an arch does not depend on them."""
+    import torch
+
+    from tailorkit.export.onnx import OnnxExporter
+
+    if fmt != "onnx":
+        raise ConfigError(f"search can hand its winner to the onnx exporter; {fmt!r} is not available here")
+    space, arch = build_best(result)
+    if not space.buildable:
+        raise ConfigError(f"space {space.name!r} has no modules to export here")
+    artifact = OnnxExporter().export(space.build(arch), torch.randn(*space.input_shape(arch)), path)
+    return result.with_changes(export={"format": fmt, "path": artifact.path, "sha256": artifact.checksum,
+                                       "weights": "fresh initialisation (latency does not depend on them)"})

@@ -1,0 +1,499 @@
+"""Search strategies behind one ask/tell seam, so the runner owns the loop, the budget, checkpoints and where
+evaluations run.
+
+``ask(n)`` returns up to ``n`` candidates as (n, G) choice-index arrays (see :class:`Genome`); ``tell(genes,
+evaluations)`` hands back their scores. Every strategy keeps its whole state in numbers — arrays plus a JSON-able
+dict, the numpy generator's state included — so a checkpoint resumes a search exactly where a killed one
+stopped, and the same seed gives the same search.
+
+* ``random`` — uniform samples (with the constraint filter, when the reward has a hard cap).
+* ``evolution`` — OFA's evolutionary search: keep the best ``parents``, breed ``mutations`` mutants and the rest
+  as crossovers of random parents, children that break a hard latency cap are redrawn (the constraint filter).
+  Presets: ``ofa`` (population 100, parent ratio 0.25, mutation ratio 0.5, mutation prob 0.1), ``hat``
+  (population 125, 25 parents, 50 mutations, 50 crossovers, prob 0.3), ``spos`` (top 10, 25 mutations,
+  25 crossovers, prob 0.1).
+* ``nsga2`` — NSGA-II over the objectives (latency, −accuracy and, where a space can count them, parameters):
+  non-dominated sorting with crowding distance, binary tournaments, crossover + mutation.
+* ``rl`` — MnasNet's controller: an LSTM samples one decision per gene (a softmax over that gene's allowed
+  choices, fed the previous decision), trained with REINFORCE against an exponential moving-average baseline.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tailorkit.core.errors import ConfigError
+from tailorkit.core.registry import Registry
+from tailorkit.search.genome import Genome
+
+strategies: Registry[Any] = Registry("strategy")
+
+Constraint = Callable[[np.ndarray], np.ndarray]  # (N, G) choice indices → (N,) bool: meets the hard cap
+
+
+@dataclass(frozen=True)
+class Evaluations:
+    """Scores of a batch of candidates, row for row. ``objectives`` are minimised (latency, −accuracy, …)."""
+
+    latency_ms: np.ndarray
+    accuracy: np.ndarray | None
+    reward: np.ndarray
+    objectives: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.reward.shape[0])
+
+    def take(self, rows: np.ndarray) -> Evaluations:
+        return Evaluations(self.latency_ms[rows], None if self.accuracy is None else self.accuracy[rows],
+                           self.reward[rows], self.objectives[rows])
+
+
+class Strategy(abc.ABC):
+    name: ClassVar[str]
+    uses_objectives: ClassVar[bool] = False
+
+    def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None) -> None:
+        self.genome = genome
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.constraint = constraint
+
+    @property
+    @abc.abstractmethod
+    def batch_size(self) -> int:
+        """How many candidates the strategy wants at once (a generation, a policy update)."""
+
+    @abc.abstractmethod
+    def ask(self, n: int) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    # ------------------------------------------------------------------------------------- state
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"rng": self.rng.bit_generator.state}, {}
+
+    def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self.rng.bit_generator.state = scalars["rng"]
+
+    # ----------------------------------------------------------------------------------- helpers
+
+    def _feasible_fill(self, make: Callable[[int], np.ndarray], n: int, attempts: int = 50) -> np.ndarray:
+        """``n`` rows from ``make``, redrawing rows that fail the constraint (OFA's filter). After
+        ``attempts`` rounds the last draws are kept, infeasible or not: the reward still penalises them, and a
+        cap no arch can meet is reported by the runner up front."""
+        out = make(n)
+        if self.constraint is None or n == 0:
+            return out
+        bad = np.flatnonzero(~self.constraint(out))
+        for _ in range(attempts):
+            if bad.size == 0:
+                break
+            out[bad] = make(bad.size)
+            bad = bad[~self.constraint(out[bad])]
+        return out
+
+
+@strategies.register("random")
+class RandomSearch(Strategy):
+    name = "random"
+
+    def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
+                 batch: int = 100) -> None:
+        super().__init__(genome, seed=seed, constraint=constraint)
+        self.batch = batch
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch
+
+    def ask(self, n: int) -> np.ndarray:
+        return self._feasible_fill(lambda k: self.genome.sample(self.rng, k), n)
+
+    def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
+        pass  # memoryless
+
+
+EVOLUTION_PRESETS: dict[str, dict[str, Any]] = {
+    "ofa": {"population": 100, "parents": 25, "mutations": 50, "mutation_prob": 0.1},
+    "hat": {"population": 125, "parents": 25, "mutations": 50, "mutation_prob": 0.3},
+    "spos": {"population": 60, "parents": 10, "mutations": 25, "mutation_prob": 0.1},
+}
+
+
+@strategies.register("evolution")
+class EvolutionSearch(Strategy):
+    """Generations of ``population``: the best ``parents`` survive (elitism), ``mutations`` children are
+    mutants of random parents and the rest crossovers of two random parents."""
+
+    name = "evolution"
+
+    def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
+                 preset: str = "ofa", population: int | None = None, parents: int | None = None,
+                 mutations: int | None = None, mutation_prob: float | None = None) -> None:
+        super().__init__(genome, seed=seed, constraint=constraint)
+        if preset not in EVOLUTION_PRESETS:
+            raise ConfigError(f"unknown evolution preset {preset!r}; known: {', '.join(EVOLUTION_PRESETS)}")
+        p = EVOLUTION_PRESETS[preset]
+        self.preset = preset
+        self.population = int(population if population is not None else p["population"])
+        self.parents = int(parents if parents is not None else p["parents"])
+        self.mutations = int(mutations if mutations is not None else p["mutations"])
+        self.mutation_prob = float(mutation_prob if mutation_prob is not None else p["mutation_prob"])
+        if not 1 <= self.parents < self.population or not 0 <= self.mutations <= self.population - self.parents:
+            raise ConfigError(f"evolution needs 1 <= parents < population and mutations <= population - parents, "
+                              f"got population {self.population}, parents {self.parents}, "
+                              f"mutations {self.mutations}")
+        if self.parents < 2 and self.mutations < self.population - self.parents:
+            raise ConfigError("crossover needs at least 2 parents")
+        if not 0.0 <= self.mutation_prob <= 1.0:
+            raise ConfigError(f"mutation probability must be in [0, 1], got {self.mutation_prob}")
+        g = genome.n_genes
+        self.pop_genes = np.zeros((0, g), dtype=np.int64)
+        self.pop_reward = np.zeros(0)
+        self.parent_genes = np.zeros((0, g), dtype=np.int64)
+        self.parent_reward = np.zeros(0)
+        self.bred = 0  # children asked for in the current generation
+
+    @property
+    def batch_size(self) -> int:
+        return self.population if self.parent_genes.shape[0] == 0 else self.population - self.parents
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "preset": self.preset, "population": self.population, "parents": self.parents,
+                "mutations": self.mutations, "crossovers": self.population - self.parents - self.mutations,
+                "mutation_prob": self.mutation_prob}
+
+    def ask(self, n: int) -> np.ndarray:
+        if self.parent_genes.shape[0] == 0:  # the first population is random
+            n = min(n, self.population - self.pop_genes.shape[0])
+            return self._feasible_fill(lambda k: self.genome.sample(self.rng, k), n)
+        n = min(n, self.population - self.parents - self.bred)
+        n_mut = max(0, min(n, self.mutations - self.bred))
+        out = np.concatenate([self._feasible_fill(self._mutants, n_mut),
+                              self._feasible_fill(self._crossovers, n - n_mut)])
+        self.bred += n
+        return out
+
+    def _mutants(self, k: int) -> np.ndarray:
+        pick = self.rng.integers(0, self.parent_genes.shape[0], k)
+        return self.genome.mutate(self.parent_genes[pick], self.rng, self.mutation_prob)
+
+    def _crossovers(self, k: int) -> np.ndarray:
+        a = self.rng.integers(0, self.parent_genes.shape[0], k)
+        b = self.rng.integers(0, self.parent_genes.shape[0], k)
+        return self.genome.crossover(self.parent_genes[a], self.parent_genes[b], self.rng)
+
+    def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
+        self.pop_genes = np.concatenate([self.pop_genes, genes])
+        self.pop_reward = np.concatenate([self.pop_reward, evaluations.reward])
+        full = self.population if self.parent_genes.shape[0] == 0 else self.population - self.parents
+        if self.pop_genes.shape[0] < full:
+            return
+        # a generation is complete: parents + children compete, the best survive as the next parents
+        genes_all = np.concatenate([self.parent_genes, self.pop_genes])
+        reward_all = np.concatenate([self.parent_reward, self.pop_reward])
+        order = np.argsort(-reward_all, kind="stable")[:self.parents]
+        self.parent_genes, self.parent_reward = genes_all[order], reward_all[order]
+        self.pop_genes = np.zeros((0, self.genome.n_genes), dtype=np.int64)
+        self.pop_reward = np.zeros(0)
+        self.bred = 0
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        scalars, _ = super().state()
+        return {**scalars, "bred": self.bred}, {"pop_genes": self.pop_genes, "pop_reward": self.pop_reward,
+                                                "parent_genes": self.parent_genes,
+                                                "parent_reward": self.parent_reward}
+
+    def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        super().load_state(scalars, arrays)
+        self.bred = int(scalars["bred"])
+        for name in ("pop_genes", "pop_reward", "parent_genes", "parent_reward"):
+            setattr(self, name, np.asarray(arrays[name]))
+
+
+# ------------------------------------------------------------------------------------------------ NSGA-II
+
+def non_dominated_ranks(objectives: np.ndarray) -> np.ndarray:
+    """Pareto rank of each row (0 = non-dominated), all objectives minimised. O(N² · M), vectorised."""
+    f = np.asarray(objectives, dtype=np.float64)
+    n = f.shape[0]
+    le = (f[:, None, :] <= f[None, :, :]).all(axis=2)
+    lt = (f[:, None, :] < f[None, :, :]).any(axis=2)
+    dominates = le & lt  # [i, j]: i dominates j
+    count = dominates.sum(axis=0)
+    ranks = np.full(n, -1, dtype=np.int64)
+    front = np.flatnonzero(count == 0)
+    r = 0
+    while front.size:
+        ranks[front] = r
+        count = count - dominates[front].sum(axis=0)
+        count[ranks >= 0] = -1
+        front = np.flatnonzero(count == 0)
+        r += 1
+    return ranks
+
+
+def crowding_distance(objectives: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance within one front (boundary points get infinity)."""
+    f = np.asarray(objectives, dtype=np.float64)
+    n, m = f.shape
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(f[:, j], kind="stable")
+        span = f[order[-1], j] - f[order[0], j]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if span > 0:
+            dist[order[1:-1]] += (f[order[2:], j] - f[order[:-2], j]) / span
+    return dist
+
+
+@strategies.register("nsga2")
+class NSGA2Search(Strategy):
+    name = "nsga2"
+    uses_objectives = True
+
+    def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
+                 population: int = 100, mutation_prob: float = 0.1) -> None:
+        super().__init__(genome, seed=seed, constraint=constraint)
+        if population < 4:
+            raise ConfigError(f"NSGA-II needs a population of at least 4, got {population}")
+        self.population, self.mutation_prob = int(population), float(mutation_prob)
+        g = genome.n_genes
+        self.pop_genes = np.zeros((0, g), dtype=np.int64)
+        self.pop_obj = np.zeros((0, 0))
+        self.new_genes = np.zeros((0, g), dtype=np.int64)
+        self.new_obj = np.zeros((0, 0))
+        self.rank = np.zeros(0, dtype=np.int64)
+        self.crowd = np.zeros(0)
+
+    @property
+    def batch_size(self) -> int:
+        return self.population
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "population": self.population, "mutation_prob": self.mutation_prob}
+
+    def ask(self, n: int) -> np.ndarray:
+        n = min(n, self.population - self.new_genes.shape[0])
+        if self.pop_genes.shape[0] == 0:
+            return self.genome.sample(self.rng, n)
+
+        def children(k: int) -> np.ndarray:
+            a, b = self._tournament(k), self._tournament(k)
+            mixed = self.genome.crossover(self.pop_genes[a], self.pop_genes[b], self.rng)
+            return self.genome.mutate(mixed, self.rng, self.mutation_prob)
+
+        return children(n)
+
+    def _tournament(self, k: int) -> np.ndarray:
+        i = self.rng.integers(0, self.pop_genes.shape[0], k)
+        j = self.rng.integers(0, self.pop_genes.shape[0], k)
+        better = (self.rank[i] < self.rank[j]) | ((self.rank[i] == self.rank[j]) & (self.crowd[i] > self.crowd[j]))
+        return np.where(better, i, j)
+
+    def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
+        obj = evaluations.objectives
+        self.new_genes = np.concatenate([self.new_genes, genes])
+        self.new_obj = obj if self.new_obj.size == 0 else np.concatenate([self.new_obj, obj])
+        if self.new_genes.shape[0] < self.population:
+            return
+        genes_all = np.concatenate([self.pop_genes, self.new_genes])
+        obj_all = self.new_obj if self.pop_obj.size == 0 else np.concatenate([self.pop_obj, self.new_obj])
+        ranks = non_dominated_ranks(obj_all)
+        keep: list[int] = []
+        crowd = np.zeros(len(ranks))
+        for r in range(int(ranks.max()) + 1):
+            front = np.flatnonzero(ranks == r)
+            crowd[front] = crowding_distance(obj_all[front])
+            if len(keep) + front.size <= self.population:
+                keep += front.tolist()
+            else:
+                order = front[np.argsort(-crowd[front], kind="stable")]
+                keep += order[:self.population - len(keep)].tolist()
+                break
+        sel = np.array(keep)
+        self.pop_genes, self.pop_obj = genes_all[sel], obj_all[sel]
+        self.rank, self.crowd = ranks[sel], crowd[sel]
+        self.new_genes = np.zeros((0, self.genome.n_genes), dtype=np.int64)
+        self.new_obj = np.zeros((0, 0))
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        scalars, _ = super().state()
+        return scalars, {"pop_genes": self.pop_genes, "pop_obj": self.pop_obj, "new_genes": self.new_genes,
+                         "new_obj": self.new_obj, "rank": self.rank, "crowd": self.crowd}
+
+    def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        super().load_state(scalars, arrays)
+        for name in ("pop_genes", "pop_obj", "new_genes", "new_obj", "rank", "crowd"):
+            setattr(self, name, np.asarray(arrays[name]))
+
+
+# ---------------------------------------------------------------------------------------------- RL
+
+@strategies.register("rl")
+class ReinforceController(Strategy):
+    """MnasNet's RNN controller with REINFORCE (MnasNet itself used PPO; REINFORCE with a moving-average
+    baseline is the NAS-RL original and needs no second network). The advantage is divided by a running
+    standard deviation of the rewards: accuracy rewards differ by fractions of a point, and unscaled they
+    barely move the policy. Samples are drawn with the strategy's numpy generator from the policy's
+    probabilities, so a seed fixes the search and the state is only arrays."""
+
+    name = "rl"
+
+    def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
+                 batch: int = 32, hidden: int = 64, lr: float = 0.005, baseline_decay: float = 0.95,
+                 entropy: float = 1e-3) -> None:
+        super().__init__(genome, seed=seed, constraint=constraint)
+        import torch
+
+        self.batch, self.hidden, self.lr = int(batch), int(hidden), float(lr)
+        self.baseline_decay, self.entropy = float(baseline_decay), float(entropy)
+        if self.batch < 1 or self.hidden < 1 or not self.lr > 0 or not 0 <= self.baseline_decay < 1:
+            raise ConfigError("rl controller needs batch >= 1, hidden >= 1, lr > 0 and 0 <= baseline_decay < 1")
+        g, k = genome.n_genes, genome.max_choices
+        gen = torch.Generator().manual_seed(seed)
+        self.policy = _Policy(g, k, self.hidden, gen)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
+        # a large finite penalty, not -inf: 0 · -inf in the entropy's gradient would be NaN
+        self.logit_mask = torch.from_numpy(np.where(genome.mask, 0.0, -1e9).astype(np.float32))
+        self.baseline: float | None = None
+        self.reward_var: float | None = None
+        self.updates = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "batch": self.batch, "hidden": self.hidden, "lr": self.lr,
+                "baseline_decay": self.baseline_decay, "entropy": self.entropy}
+
+    def ask(self, n: int) -> np.ndarray:
+        import torch
+
+        g = self.genome.n_genes
+        out = np.zeros((n, g), dtype=np.int64)
+        with torch.no_grad():
+            state = None
+            prev = torch.zeros(n, dtype=torch.long)
+            for t in range(g):
+                logits, state = self.policy.step(t, prev, state)
+                probs = torch.softmax(logits + self.logit_mask[t], dim=-1).double().numpy()
+                u = self.rng.random((n, 1))
+                choice = (np.cumsum(probs, axis=1) < u).sum(axis=1)
+                choice = np.minimum(choice, self.genome.sizes[t] - 1)
+                choice = np.where(self.genome.mask[t, choice], choice, self.genome.allowed_idx[t, 0])
+                out[:, t] = choice
+                prev = torch.from_numpy(choice + 1)
+        return out
+
+    def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
+        import torch
+
+        reward = np.asarray(evaluations.reward, dtype=np.float64)
+        reward = np.where(np.isfinite(reward), reward, np.nan)
+        if np.isnan(reward).all():
+            return
+        floor = np.nanmin(reward) if self.baseline is None else min(np.nanmin(reward), self.baseline)
+        reward = np.nan_to_num(reward, nan=floor)  # an arch past a hard cap scores as the worst seen
+        mean = float(reward.mean())
+        if self.baseline is None:
+            self.baseline, self.reward_var = mean, float(reward.var()) or 1e-8
+        adv = (reward - self.baseline) / math.sqrt(max(self.reward_var or 0.0, 1e-12))
+        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean
+        self.reward_var = self.baseline_decay * (self.reward_var or 0.0) \
+            + (1 - self.baseline_decay) * float(((reward - self.baseline) ** 2).mean())
+        logp, ent = self.policy.log_prob(torch.from_numpy(np.asarray(genes, dtype=np.int64)), self.logit_mask)
+        loss = -(torch.from_numpy(adv.astype(np.float32)) * logp).mean() - self.entropy * ent.mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        scalars, _ = super().state()
+        arrays = {f"param.{k}": v.detach().numpy().copy() for k, v in self.policy.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                arrays[f"adam.{i}.{k}"] = np.asarray(v.detach().numpy() if hasattr(v, "detach") else v)
+        return {**scalars, "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
+                "adam_params": sorted(int(i) for i in opt["state"])}, arrays
+
+    def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        import torch
+
+        super().load_state(scalars, arrays)
+        self.baseline, self.reward_var = scalars["baseline"], scalars["reward_var"]
+        self.updates = int(scalars["updates"])
+        self.policy.load_state_dict({k[len("param."):]: torch.from_numpy(np.array(v))
+                                     for k, v in arrays.items() if k.startswith("param.")})
+        opt = self.optimizer.state_dict()
+        opt["state"] = {i: {k: torch.from_numpy(np.array(arrays[f"adam.{i}.{k}"])) for k in ("step", "exp_avg",
+                                                                                          "exp_avg_sq")}
+                        for i in scalars["adam_params"]}
+        self.optimizer.load_state_dict(opt)
+
+
+class _Policy:
+    """An LSTM cell stepping through the genes; the input at each step is an embedding of the previous
+    decision (0 = start) plus one of the gene's position, the output a logit per choice."""
+
+    def __init__(self, n_genes: int, max_choices: int, hidden: int, gen: Any) -> None:
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.module = nn.ModuleDict({
+            "choice": nn.Embedding(max_choices + 1, hidden), "gene": nn.Embedding(n_genes, hidden),
+            "cell": nn.LSTMCell(hidden, hidden), "head": nn.Linear(hidden, max_choices)})
+        with torch.no_grad():
+            for p in self.module.parameters():
+                p.copy_(torch.empty_like(p).uniform_(-0.1, 0.1, generator=gen))
+            self.module["head"].bias.zero_()  # start uniform over each gene's choices
+
+    def parameters(self) -> Any:
+        return self.module.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.module.load_state_dict(dict(state))
+
+    def step(self, t: int, prev: Any, state: Any) -> tuple[Any, Any]:
+        torch = self.torch
+        x = self.module["choice"](prev) + self.module["gene"](torch.full_like(prev, t))
+        h, c = self.module["cell"](x, state)
+        return self.module["head"](h), (h, c)
+
+    def log_prob(self, genes: Any, logit_mask: Any) -> tuple[Any, Any]:
+        torch = self.torch
+        n, g = genes.shape
+        state, prev = None, torch.zeros(n, dtype=torch.long)
+        logp = torch.zeros(n)
+        ent = torch.zeros(n)
+        for t in range(g):
+            logits, state = self.step(t, prev, state)
+            log_probs = torch.log_softmax(logits + logit_mask[t], dim=-1)
+            logp = logp + log_probs.gather(1, genes[:, t:t + 1]).squeeze(1)
+            p = log_probs.exp()
+            ent = ent - (p * log_probs).sum(dim=1)
+            prev = genes[:, t] + 1
+        return logp, ent
+
+
+STRATEGY_NAMES = tuple(sorted(strategies))
