@@ -93,7 +93,7 @@ class Genome:
         hit = (rng.random(idx.shape) < prob) & movable
         pool = self.live(idx) & movable
         forced = rng.random(idx.shape) * pool  # random key per live gene, 0 where not eligible
-        need = ~hit.any(axis=1) & pool.any(axis=1)
+        need = ~(hit & pool).any(axis=1) & pool.any(axis=1)
         hit[np.flatnonzero(need), forced[need].argmax(axis=1)] = True
         pos = self.position[self._cols[None, :], idx]
         # uniform over the other allowed choices: step forward 1..k-1 places, wrapping
