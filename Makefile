@@ -29,6 +29,10 @@ demo: $(STAMP)
 	$(BIN)/tailor table export ofa-mbv3-w1.2-r160 --db $(DB) -o out/ofa-mbv3-w1.2-r160.yaml
 	$(BIN)/tailor predictor train --kind lut --table ofa-mbv3-w1.2-r160 --db $(DB) -o out/lut-w1.2-r160.tlp
 	$(BIN)/tailor predictor predict out/lut-w1.2-r160.tlp --width 1.2 --arch '$(LARGEST_160)' --arch '$(SMALLEST_160)'
+	$(BIN)/tailor supernet train --space ofa-mbv3 --epochs 4 -o out/supernet
+	$(BIN)/tailor supernet accuracy out/supernet --n 40 -o out/accuracy.tlp
+	$(BIN)/tailor search --space ofa-mbv3 --width 1.2 --predictor out/lut-w1.2-r160.tlp --accuracy out/accuracy.tlp \
+	  --latency-ratio 0.6 --strategy evolution --budget 20000 --device cpu --export onnx -o out/search.json
 
 test: $(STAMP)
 	$(BIN)/lint-imports

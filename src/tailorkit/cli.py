@@ -728,6 +728,55 @@ def predictor_sample(
               + (f" after {len(history)} sampling rounds" if history else ""))
 
 
+@predictor_app.command("calibrate")
+def predictor_calibrate(
+    predictor: Annotated[Path, typer.Argument(help="Lookup-table predictor (.tlp from --kind lut).")],
+    device: DeviceOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Calibrated predictor file (.tlp).")],
+    space: Annotated[str, typer.Option(help="Space of the table.")] = "ofa-mbv3",
+    width: WidthOpt = 1.0,
+    n: Annotated[int, typer.Option("--n", help="Whole models to measure (smallest, largest, and spread "
+                                               "between).")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Measure N whole subnets end to end on the device and fit the table's linear correction a * sum + b (the
+    gap between op sums and real runs: fusion, layout changes, caches)."""
+    from tailorkit.predictors import load_predictor
+    from tailorkit.predictors.lut import LutSumPredictor, calibration_archs, measure_and_correct
+    from tailorkit.profiler.api import profile
+
+    config = load_config(config_path)
+    config.device(device)
+    pred = load_predictor(predictor, space=space)
+    if not isinstance(pred, LutSumPredictor):
+        raise ConfigError(f"{str(predictor)!r} is a {pred.kind} predictor; calibration is for lookup tables")
+    if pred.device is not None and pred.device != device:
+        raise ConfigError(f"{str(predictor)!r} holds latencies of device {pred.device!r}, not {device!r}")
+    space_obj = _space(space, width)
+    archs = calibration_archs(space_obj, pred, n, seed)
+    settings = config.settings(device if device in config.devices else None)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as bar:
+        task = bar.add_task("measuring whole models", total=len(archs))
+
+        def measure(arch: Any) -> float:
+            ms = profile(space_obj.build(arch), device, settings=settings, config=config,
+                         input_shapes={"input": space_obj.input_shape(arch)}).latency.mean
+            bar.advance(task)
+            return ms
+
+        sums, measured = measure_and_correct(pred, space_obj, archs, measure)
+    corrected = pred.coef_[0] * sums + pred.coef_[1]
+    table = Table("table sum (ms)", "measured (ms)", "corrected (ms)", "error raw", "error corrected")
+    for s_, m_, c_ in zip(sums, measured, corrected, strict=True):
+        table.add_row(f"{s_:.3f}", f"{m_:.3f}", f"{c_:.3f}", f"{100 * (s_ - m_) / m_:+.1f} %",
+                      f"{100 * (c_ - m_) / m_:+.1f} %")
+    out.print(table)
+    pred.save(output)
+    out.print(f"correction {pred.coef_[0]:.4f} * sum {pred.coef_[1]:+.4f} ms; saved to {output}")
+
+
 @predictor_app.command("eval")
 def predictor_eval(
     predictor_file: Annotated[Path, typer.Argument(help="A .tlp predictor.")],
@@ -805,10 +854,13 @@ def predictor_predict(
 @app.command("search")
 def search_cmd(
     space: Annotated[str, typer.Option(help="Search space (`tailor space list`).")],
-    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Target latency T in ms.")],
     predictor: Annotated[str, typer.Option(help="Latency predictor file (.tlp from `tailor predictor train`), or "
                                                 "help:DEVICE for NAS-Bench-201's measured HELP column.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="SearchResult JSON file.")],
+    latency_ms: Annotated[float | None, typer.Option("--latency-ms", help="Target latency T in ms.")] = None,
+    latency_ratio: Annotated[float | None, typer.Option(
+        "--latency-ratio", help="Target as a share of the largest arch's predicted latency (ofa-mbv3, spos), "
+                                "instead of --latency-ms.")] = None,
     strategy: Annotated[str, typer.Option(help="evolution, random, rl or nsga2.")] = "evolution",
     reward: Annotated[str, typer.Option(help="mnasnet-soft, mnasnet-hard, cap (hard latency limit, needs "
                                              "--accuracy) or pareto (with nsga2).")] = "mnasnet-soft",
@@ -838,9 +890,9 @@ def search_cmd(
     config = load_config(config_path)
     if device is not None:
         config.device(device)  # an unknown device fails before the search runs
-    plan = plan_search(space, target_ms=latency_ms, latency=predictor, accuracy=accuracy, strategy=strategy,
-                       reward=reward, budget=budget, seed=seed, width=width, preset=preset, device=device,
-                       checkpoint=checkpoint)
+    plan = plan_search(space, target_ms=latency_ms, target_ratio=latency_ratio, latency=predictor,
+                       accuracy=accuracy, strategy=strategy, reward=reward, budget=budget, seed=seed, width=width,
+                       preset=preset, device=device, checkpoint=checkpoint)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[best]}"), console=err, transient=False) as bar:
         task = bar.add_task("search", total=budget, best="")

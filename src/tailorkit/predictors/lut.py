@@ -12,7 +12,7 @@ the gaps — measured entries are always used as measured).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -127,3 +127,35 @@ class LutSumPredictor(Predictor):
 
 def _unprefixed(mapping: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in mapping.items() if k.startswith(prefix)}
+
+
+def calibration_archs(space: Any, predictor: LutSumPredictor, n: int, seed: int = 0) -> list[Any]:
+    """``n`` archs spread over the predicted latency range of the resolutions the table covers: the smallest and
+    the largest, then random ones picked to fill the range evenly (so the correction line is pinned at both
+    ends, not fitted on a cluster of mid-size archs)."""
+    if n < 2:
+        raise ConfigError("calibration needs at least 2 measured archs")
+    if not hasattr(space, "op_counts"):
+        raise ConfigError(f"end-to-end calibration of lookup tables is implemented for ofa-mbv3, not {space.name!r}")
+    keys = set(predictor.keys_)
+    resolutions = [r for r in space.gene_choices()[-1] if {op.key for op in space.all_ops(r)} <= keys]
+    if not resolutions:
+        raise PredictorError("the lookup table covers no resolution of this space completely (another width?)")
+    rng = np.random.default_rng(seed)
+    pool = [space.sample(rng, int(rng.choice(resolutions))) for _ in range(50 * n)]
+    archs = [space.smallest(min(resolutions)), space.largest(max(resolutions))]
+    lat = predictor.predict_archs(space, space.to_array(pool))
+    for q in np.linspace(0, 1, n)[1:-1]:
+        archs.append(pool[int(np.argmin(np.abs(lat - np.quantile(lat, q))))])
+    return archs
+
+
+def measure_and_correct(predictor: LutSumPredictor, space: Any, archs: list[Any],
+                        measure: Callable[[Any], float]) -> tuple[np.ndarray, np.ndarray]:
+    """Measure each arch end to end (``measure``: arch → ms) and fit the linear correction on them; returns the
+    (raw table sums, measured) pairs."""
+    X = space.op_counts(space.to_array(archs), predictor.keys_)
+    measured = np.array([measure(a) for a in archs], dtype=np.float64)
+    sums = X @ predictor.latency_
+    predictor.fit(X, measured)
+    return sums, measured

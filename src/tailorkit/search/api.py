@@ -193,6 +193,17 @@ def fastest_reachable(genome: Genome, latency: LatencySource, seed: int = 0) -> 
     return float(lat[i]), rows[i]
 
 
+def largest_latency(genome: Genome, latency: LatencySource) -> float:
+    """Predicted latency of the space's largest arch at the highest resolution the search may use."""
+    space = genome.space
+    if not hasattr(space, "largest"):
+        raise ConfigError(f"space {space.name!r} has no largest arch to take a target ratio of; give --latency-ms")
+    row = space.genes([space.largest()])
+    if space.name == "ofa-mbv3":
+        row[:, -1] = genome.table[-1, genome.mask[-1]].max()
+    return float(latency(row)[0])
+
+
 # -------------------------------------------------------------------------------------------------- search
 
 @dataclass
@@ -221,13 +232,20 @@ class SearchPlan:
                        self.predictor_info, self.notes, self.budget, self.seed), hist
 
 
-def plan_search(space: str, *, target_ms: float, latency: str | Path | Predictor | LatencySource,
+def plan_search(space: str, *, target_ms: float | None = None, latency: str | Path | Predictor | LatencySource,
                 accuracy: str | Path | Predictor | None = None, strategy: str = "evolution",
                 reward: str = "mnasnet-soft", budget: int = 10_000, seed: int = 0, width: float = 1.0,
                 preset: str | None = None, strategy_options: Mapping[str, Any] | None = None,
-                device: str | None = None, checkpoint: str | Path | None = None) -> SearchPlan:
+                device: str | None = None, checkpoint: str | Path | None = None,
+                target_ratio: float | None = None) -> SearchPlan:
+    """Check and load everything a search needs. The target is ``target_ms``, or ``target_ratio`` times the
+    predicted latency of the space's largest arch (a target that means the same on any machine)."""
     space_obj = make_space(space, width)
-    reward_obj = make_reward(reward, target_ms)  # checks the target before anything is loaded
+    if (target_ms is None) == (target_ratio is None):
+        raise ConfigError("give a target latency in ms or as a ratio of the largest arch's latency (not both)")
+    if target_ratio is not None and not (isinstance(target_ratio, (int, float)) and 0 < target_ratio <= 1):
+        raise ConfigError(f"the target ratio must be in (0, 1], got {target_ratio!r}")
+    reward_obj = make_reward(reward, 1.0 if target_ms is None else target_ms)  # checks the target up front
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"the search budget must be a positive number of evaluations, got {budget!r}")
     factory = strategies.get(strategy)
@@ -249,6 +267,10 @@ def plan_search(space: str, *, target_ms: float, latency: str | Path | Predictor
     if acc is None:
         notes.append("latency-only search: there is no accuracy model for this space here, so the reward uses "
                      "ACC = 1 and ranks archs by latency alone")
+    if target_ratio is not None:
+        reward_obj = make_reward(reward, target_ratio * largest_latency(genome, source))
+        notes.append(f"target {reward_obj.target_ms:.4g} ms = {target_ratio:g} x the largest arch's predicted "
+                     "latency")
     evaluator = Evaluator(genome, source, reward_obj, acc)
     fastest, fastest_row = fastest_reachable(genome, source, seed)
     if fastest > reward_obj.target_ms:
