@@ -94,7 +94,7 @@ def naive_evolution(space: Any, predictor: Any, target: float, evaluations: int,
 
 
 def bench_speed(report: dict[str, Any]) -> None:
-    from tailorkit.search.api import search
+    from tailorkit.search.api import plan_search
     from tailorkit.spaces import OFAMobileNetV3Space
 
     space = OFAMobileNetV3Space(width=1.2)
@@ -106,8 +106,10 @@ def bench_speed(report: dict[str, Any]) -> None:
     rows = []
     for seed in (0, 1, 2):
         t = time.perf_counter()
-        res, _ = search("ofa-mbv3", width=1.2, target_ms=target, latency=pred, reward="mnasnet-hard",
-                        strategy="evolution", budget=n, seed=seed)
+        plan = plan_search("ofa-mbv3", width=1.2, target_ms=target, latency=pred, reward="mnasnet-hard",
+                           strategy="evolution", budget=n, seed=seed)
+        plan.strategy.constraint = plan.evaluator.feasible  # OFA's filter, as in the naive loop
+        res, _ = plan.run()
         ours_total = time.perf_counter() - t
         t = time.perf_counter()
         _, n_naive = naive_evolution(space, pred, target, n, seed)

@@ -390,3 +390,16 @@ def test_cli_search_bad_input_is_one_error_line(ofa_files: dict, tmp_path: Path)
         assert proc.returncode == 1, (args, proc.stderr)
         assert proc.stderr.startswith("error:") and match in proc.stderr and "Traceback" not in proc.stderr
         assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["spos", "mnasnet"])
+def test_lookup_table_search_on_other_buildable_spaces(name: str) -> None:
+    space = spaces.create(name)
+    rng = np.random.default_rng(0)
+    table = LatencyTable("t", {op.key: Latency(mean=float(rng.uniform(0.01, 0.2)), std=0.0, n=1)
+                               for op in space.all_ops(space.resolution)}, space=name)
+    pred = LutSumPredictor(table)
+    res, hist = search(name, target_ms=1000.0, latency=pred, budget=400, seed=0)
+    arch = space.arch_from_dict(res.best["arch"])
+    assert res.best["latency_ms"] == pytest.approx(sum(table[op.key].mean for op in space.ops(arch)))
+    assert res.best["latency_ms"] == pytest.approx(hist.latency_ms.min())  # latency-only: the fastest wins

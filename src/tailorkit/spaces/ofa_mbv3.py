@@ -42,6 +42,7 @@ _D_VALID = np.zeros(8, dtype=np.int8)
 _D_VALID[list(DEPTHS)] = 1
 _BLOCK_STAGE = np.repeat(np.arange(len(_STAGES)), MAX_DEPTH)
 _BLOCK_POSITION = np.tile(np.arange(MAX_DEPTH), len(_STAGES))
+_SLOT_BASE = (_BLOCK_STAGE * 2 + np.minimum(_BLOCK_POSITION, 1)) * len(KERNELS) * len(EXPANDS)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class OFAMobileNetV3Space(Space):
             for key in fixed:
                 counts[rows, _lookup(column, key)] += 1
             cols = np.array([column.get(key, -1) for key in slots])[slot]
-            _require_all(cols >= 0, active, slots[slot])
+            _require_all(cols >= 0, active, slots, slot)
             flat = (np.arange(rows.size)[:, None] * n_keys + cols)[active]
             counts[rows] += np.bincount(flat, minlength=rows.size * n_keys).reshape(rows.size, n_keys)
         return counts
@@ -265,17 +266,62 @@ class OFAMobileNetV3Space(Space):
     def lut_sum(self, array: np.ndarray, latency: Mapping[str, float]) -> np.ndarray:
         """Σ of the table latencies of each arch's ops (N,), by gathering per block slot: no design matrix,
         so it runs at millions of archs per second."""
-        total = np.zeros(np.shape(array)[0], dtype=np.float64)
-        for rows, fixed, slots, slot, active in self._slots(array):
-            values = np.array([latency.get(key, np.nan) for key in slots])[slot]
-            _require_all(~np.isnan(values), active, slots[slot])
-            total[rows] = sum(_lookup(latency, key) for key in fixed) + np.where(active, values, 0.0).sum(axis=1)
-        return total
+        res, slot_all, active_all = self._blocks(array)
+        uniq, inv = np.unique(res, return_inverse=True)
+        flats, fixed_sums, inventories = [], [], []
+        for r in uniq.tolist():
+            if r not in RESOLUTIONS:
+                raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {r}")
+            fixed, slots = self._slot_inventory(r)
+            flat, fixed_sum = self._table_values(latency, fixed, slots.ravel())
+            flats.append(flat)
+            fixed_sums.append(fixed_sum)
+            inventories.append(slots.ravel())
+        if not flats:
+            return np.zeros(0)
+        # one gather for the whole batch, whatever mix of resolutions it holds
+        values = np.stack(flats)[inv[:, None], slot_all]
+        missing = active_all & np.isnan(values)
+        if missing.any():
+            i, j = np.argwhere(missing)[0]
+            raise ConfigError(f"no latency for op {inventories[inv[i]][slot_all[i, j]]!r}")
+        return np.asarray(fixed_sums)[inv] + np.where(active_all, values, 0.0).sum(axis=1)
+
+    def _table_values(self, latency: Mapping[str, float], fixed: list[str], slots: np.ndarray
+                      ) -> tuple[np.ndarray, float]:
+        """The table's latency of every slot key (NaN: missing) and of the fixed ops, per table and resolution,
+        cached: a search sums hundreds of small batches against the same table, and building these from the
+        keys cost more than the sums. The cache holds the mapping itself, so an id is never mistaken for
+        another table's."""
+        cache: dict[tuple[int, int], tuple[Any, list[str], np.ndarray, float]] = \
+            self.__dict__.setdefault("_values_cache", {})
+        key = (id(latency), id(fixed))  # ``fixed`` is the resolution's cached inventory list
+        hit = cache.get(key)
+        if hit is not None and hit[0] is latency and hit[1] is fixed:
+            return hit[2], hit[3]
+        flat = np.array([latency.get(k, np.nan) for k in slots])
+        fixed_sum = float(sum(_lookup(latency, k) for k in fixed))
+        if len(cache) >= 64:  # interpolating predictors pass a fresh mapping per call
+            cache.clear()
+        cache[key] = (latency, fixed, flat, fixed_sum)
+        return flat, fixed_sum
 
     def _slots(self, array: np.ndarray) -> Iterator[tuple[np.ndarray, list[str], np.ndarray, np.ndarray,
                                                           np.ndarray]]:
         """Per resolution in the batch: its rows, the fixed ops' keys, the flat slot keys (stage × first/later
         block × kernel × expand), each block's (n, 20) index into them, and which blocks are active."""
+        res, slot_all, active_all = self._blocks(array)
+        for r in np.unique(res):
+            if int(r) not in RESOLUTIONS:
+                raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {int(r)}")
+            rows = np.flatnonzero(res == r) if r != res[0] or (res != r).any() else np.arange(res.size)
+            fixed, slots = self._slot_inventory(int(r))
+            yield rows, fixed, slots.ravel(), slot_all[rows], active_all[rows]
+
+    @staticmethod
+    def _blocks(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Checked k/e/d/r rows as: resolutions (n,), each block's index into a resolution's flat slot keys
+        (stage × first/later block × kernel × expand) (n, 20), and which blocks are active (n, 20)."""
         array = np.asarray(array)
         if array.ndim != 2 or array.shape[1] != 46 or not np.issubdtype(array.dtype, np.integer):
             raise ConfigError(f"OFA arch arrays are integers with 46 columns (20 k, 20 e, 5 d, r), got "
@@ -287,15 +333,9 @@ class OFAMobileNetV3Space(Space):
         k_idx, e_idx = _K_INDEX[ks], _E_INDEX[es]
         if (k_idx < 0).any() or (e_idx < 0).any() or (_D_VALID[depth] == 0).any():
             raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
-        base = (_BLOCK_STAGE * 2 + np.minimum(_BLOCK_POSITION, 1)) * len(KERNELS) * len(EXPANDS)
-        slot_all = base[None, :] + k_idx * len(EXPANDS) + e_idx
+        slot_all = _SLOT_BASE[None, :] + k_idx * len(EXPANDS) + e_idx
         active_all = _BLOCK_POSITION[None, :] < depth[:, _BLOCK_STAGE]
-        for r in np.unique(res):
-            if int(r) not in RESOLUTIONS:
-                raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {int(r)}")
-            rows = np.flatnonzero(res == r) if r != res[0] or (res != r).any() else np.arange(res.size)
-            fixed, slots = self._slot_inventory(int(r))
-            yield rows, fixed, slots.ravel(), slot_all[rows], active_all[rows]
+        return res, slot_all, active_all
 
     @functools.lru_cache(maxsize=32)  # noqa: B019 - spaces are few and long-lived
     def _slot_inventory(self, r: int) -> tuple[list[str], np.ndarray]:
@@ -321,8 +361,8 @@ def _lookup(mapping: Mapping[str, Any], key: str) -> Any:
         raise ConfigError(f"no latency for op {key!r}") from None
 
 
-def _require_all(ok: np.ndarray, active: np.ndarray, keys: np.ndarray) -> None:
+def _require_all(ok: np.ndarray, active: np.ndarray, keys: np.ndarray, slot: np.ndarray) -> None:
     missing = active & ~ok
     if missing.any():
         i, j = np.argwhere(missing)[0]
-        raise ConfigError(f"no latency for op {keys[i, j]!r}")
+        raise ConfigError(f"no latency for op {keys[slot[i, j]]!r}")
