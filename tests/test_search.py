@@ -18,7 +18,6 @@ from tailorkit.search.rewards import LatencyCapReward, MnasNetHardReward, MnasNe
 from tailorkit.search.runner import SearchRunner
 from tailorkit.search.strategies import (
     EvolutionSearch,
-    NSGA2Search,
     RandomSearch,
     ReinforceController,
     crowding_distance,
@@ -403,3 +402,59 @@ def test_lookup_table_search_on_other_buildable_spaces(name: str) -> None:
     arch = space.arch_from_dict(res.best["arch"])
     assert res.best["latency_ms"] == pytest.approx(sum(table[op.key].mean for op in space.ops(arch)))
     assert res.best["latency_ms"] == pytest.approx(hist.latency_ms.min())  # latency-only: the fastest wins
+
+
+def test_rl_learns_towards_feasible_archs_under_a_cap() -> None:
+    genome = Genome(_space("fbnet"))
+    lat = LinearLatency(genome)
+    sample = lat(genome.values(genome.sample(np.random.default_rng(0), 2000)))
+    cap = float(np.quantile(sample, 0.02))  # ~2 % of random archs meet it
+    def evaluate(idx: np.ndarray):  # noqa: ANN202 - accuracy: a constant, so only the cap matters
+        from tailorkit.search.strategies import Evaluations
+
+        latency = lat(genome.values(idx))
+        reward = LatencyCapReward(cap)(np.full(len(idx), 0.5), latency)
+        return Evaluations(latency, np.full(len(idx), 0.5), reward, latency[:, None])
+
+    hist = SearchRunner(evaluate, ReinforceController(genome, seed=0), 3000).run()
+    first, last = np.isfinite(hist.reward[:300]).mean(), np.isfinite(hist.reward[-300:]).mean()
+    assert last > max(3 * first, 0.2)
+
+
+def test_cap_nobody_meets_reports_the_fastest(ofa_files: dict) -> None:
+    # the planner refuses unreachable targets, so drive the runner directly with a cap below every arch
+    from tailorkit.predictors import load_predictor
+    from tailorkit.search.api import _result
+    from tailorkit.search.objectives import PredictorLatency
+
+    genome = Genome(OFAMobileNetV3Space(), {45: [160]})
+    lat = PredictorLatency(genome.space, load_predictor(ofa_files["lut"]))
+    ev = Evaluator(genome, lat, LatencyCapReward(1e-6), _acc_source(ofa_files))
+    runner = SearchRunner(ev, RandomSearch(genome, seed=0), 300)
+    hist = runner.run()
+    res = _result(genome.space, genome, hist, runner, {}, {}, "", None, None, [], 300, 0)
+    assert res.best["latency_ms"] == pytest.approx(hist.latency_ms.min())
+    assert any("no evaluated arch met" in n for n in res.notes)
+    assert res.best["reward"] is None
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+def _acc_source(ofa_files: dict):  # noqa: ANN202
+    from tailorkit.predictors import load_predictor
+    from tailorkit.search.objectives import AccuracySource
+
+    return AccuracySource(OFAMobileNetV3Space(), load_predictor(ofa_files["acc"]))
+
+
+def test_resume_with_another_accuracy_model_or_a_smaller_budget_is_refused(ofa_files: dict, tmp_path: Path) -> None:
+    ckpt = tmp_path / "s.ckpt"
+    kw = {"target_ms": ofa_files["target"], "latency": ofa_files["lut"], "checkpoint": ckpt}
+    search("ofa-mbv3", accuracy=ofa_files["acc"], budget=300, **kw)
+    space = OFAMobileNetV3Space()
+    other = fit_accuracy_predictor(*_ofa_accuracy(space), steps=50, seed=1).save(tmp_path / "other.tlp")
+    with pytest.raises(CheckpointError, match="accuracy_digest"):
+        search("ofa-mbv3", accuracy=other, budget=600, **kw)
+    with pytest.raises(CheckpointError, match="more than the budget"):
+        search("ofa-mbv3", accuracy=ofa_files["acc"], budget=100, **kw)
+    res, _ = search("ofa-mbv3", accuracy=ofa_files["acc"], budget=600, **kw)  # a larger budget continues
+    assert res.resumed_from == 300 and res.evaluations == 600

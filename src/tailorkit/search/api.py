@@ -283,10 +283,34 @@ def plan_search(space: str, *, target_ms: float | None = None, latency: str | Pa
     except TypeError as exc:
         raise ConfigError(f"strategy {strategy}: {exc}") from None
     fingerprint = {"space": space, "width": width, "strategy": strat.describe(), "reward": reward_obj.describe(),
-                   "latency": source.description, "predictor": (predictor_info or {}).get("sha256"),
-                   "accuracy": acc.description if acc else None, "seed": seed, "allowed": allowed}
+                   "latency": source.description, "latency_digest": _digest(latency),
+                   "accuracy_digest": _digest(accuracy), "seed": seed, "allowed": allowed}
     return SearchPlan(space_obj, genome, evaluator, strat, budget, seed, fingerprint, notes, predictor_info,
                       checkpoint)
+
+
+def _digest(spec: Any) -> str | None:
+    """What identifies a latency or accuracy model in a checkpoint: a file's sha256, a predictor's fitted
+    state, or a source's description."""
+    import hashlib
+
+    if spec is None:
+        return None
+    if isinstance(spec, Predictor):
+        scalars, arrays, blobs = spec._fitted_state()
+        h = hashlib.sha256(json.dumps([spec.kind, scalars, blobs], sort_keys=True, default=str).encode())
+        for name in sorted(arrays):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(arrays[name]).tobytes())
+        return h.hexdigest()
+    if isinstance(spec, LatencySource):
+        return spec.description
+    path = Path(spec)
+    if path.is_file():
+        from tailorkit.export.onnx import sha256_file
+
+        return sha256_file(path)
+    return str(spec)
 
 
 def search(space: str, *, progress: Callable[[SearchProgress], None] | None = None, **kwargs: Any
@@ -301,10 +325,13 @@ def _result(space: Any, genome: Genome, hist: SearchHistory, runner: SearchRunne
             notes: list[str], budget: int, seed: int) -> SearchResult:
     def entry(i: int) -> dict[str, Any]:
         return {"arch": space.arch_to_dict(genome.archs(hist.genes[i:i + 1])[0]),
-                "latency_ms": float(hist.latency_ms[i]),
-                "accuracy": None if hist.accuracy is None else float(hist.accuracy[i])}
+                "latency_ms": _finite(hist.latency_ms[i]),
+                "accuracy": None if hist.accuracy is None else _finite(hist.accuracy[i])}
 
     best_i = hist.best_index()
+    if not np.isfinite(hist.reward[best_i]):  # a hard cap nothing met: report the fastest, and say so
+        best_i = int(np.argmin(hist.latency_ms))
+        notes = [*notes, "no evaluated arch met the latency cap; the fastest one is reported"]
     front = hist.pareto_front()
     if front.size > PARETO_MAX:  # evenly spread over the front
         front = front[np.linspace(0, front.size - 1, PARETO_MAX).round().astype(int)]

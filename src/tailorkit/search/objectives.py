@@ -177,10 +177,27 @@ class Evaluator:
 
     def __call__(self, idx: np.ndarray) -> Evaluations:
         values = self.genome.values(idx)
-        lat = self.latency(values)
+        lat = self._checked(self.latency(values), values)
         acc = self.accuracy(values) if self.accuracy is not None else None
         objectives = lat[:, None] if acc is None else np.stack([lat, -acc], axis=1)
         return Evaluations(latency_ms=lat, accuracy=acc, reward=self.reward(acc, lat), objectives=objectives)
 
     def feasible(self, idx: np.ndarray) -> np.ndarray:
-        return self.reward.feasible(self.latency(self.genome.values(idx)))
+        values = self.genome.values(idx)
+        return self.reward.feasible(self._checked(self.latency(values), values))
+
+    def _checked(self, lat: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A latency that is not a positive number would make the MnasNet reward infinite or NaN: a model-level
+        predictor extrapolating below zero is clipped to a microsecond (with a warning); NaN is an error."""
+        lat = np.asarray(lat, dtype=np.float64)
+        bad = ~np.isfinite(lat)
+        if bad.any():
+            arch = self.genome.space.from_genes(values[np.flatnonzero(bad)[:1]])[0]
+            raise PredictorError(f"the latency source gave {lat[bad][0]} ms for "
+                                 f"{self.genome.space.arch_to_json(arch)}")
+        low = lat <= 0
+        if low.any():
+            log.warning("latency predictor gave %d non-positive latencies (min %.4g ms); clipped to 1e-3 ms",
+                        int(low.sum()), float(lat.min()))
+            lat = np.where(low, 1e-3, lat)
+        return lat

@@ -5,6 +5,8 @@ A checkpoint is one ``.npz`` file (history, strategy arrays, and a JSON header s
 replaced atomically, so a search killed at any moment resumes from its last complete batch; because the
 strategy's generator state travels with it, a resumed search makes exactly the choices the uninterrupted one
 would have. A checkpoint written by a different search (space, strategy, reward, predictor, seed) is refused.
+A larger budget than the checkpointed run's continues that search (the last, shortened batch of the first run
+makes it differ from one run with the larger budget from the start).
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class SearchRunner:
     def run(self) -> SearchHistory:
         if self.checkpoint is not None and self.checkpoint.exists():
             self._load()
+            if self.evaluated > self.budget:
+                raise CheckpointError(f"search checkpoint {str(self.checkpoint)!r} already holds {self.evaluated} "
+                                      f"evaluations, more than the budget of {self.budget}")
             self.resumed_from = self.evaluated
             log.info("resumed a search at %d of %d evaluations", self.evaluated, self.budget)
         start, last_save = time.perf_counter() - self.seconds, time.perf_counter()

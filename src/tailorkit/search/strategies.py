@@ -9,10 +9,10 @@ stopped, and the same seed gives the same search.
 * ``random`` — uniform samples (with the constraint filter, when the reward has a hard cap).
 * ``evolution`` — OFA's evolutionary search: keep the best ``parents``, breed ``mutations`` mutants and the rest
   as crossovers of random parents, children that break a hard latency cap are redrawn (the constraint filter).
-  Presets: ``ofa`` (population 100, parent ratio 0.25, mutation ratio 0.5, mutation prob 0.1), ``hat``
-  (population 125, 25 parents, 50 mutations, 50 crossovers, prob 0.3), ``spos`` (top 10, 25 mutations,
-  25 crossovers, prob 0.1).
-* ``nsga2`` — NSGA-II over the objectives (latency, −accuracy and, where a space can count them, parameters):
+  Presets: ``ofa`` (population 100, parent ratio 0.25, mutation ratio 0.5 → 50 mutants + 50 crossovers,
+  mutation prob 0.1), ``hat`` (population 125, 25 parents, 50 mutations, 50 crossovers, prob 0.3), ``spos``
+  (population 50, top 10, 25 mutations, 25 crossovers, prob 0.1).
+* ``nsga2`` — NSGA-II over the objectives (latency and −accuracy):
   non-dominated sorting with crowding distance, binary tournaments, crossover + mutation.
 * ``rl`` — MnasNet's controller: an LSTM samples one decision per gene (a softmax over that gene's allowed
   choices, fed the previous decision), trained with REINFORCE against an exponential moving-average baseline.
@@ -21,7 +21,6 @@ stopped, and the same seed gives the same search.
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -125,36 +124,44 @@ class RandomSearch(Strategy):
 
 
 EVOLUTION_PRESETS: dict[str, dict[str, Any]] = {
-    "ofa": {"population": 100, "parents": 25, "mutations": 50, "mutation_prob": 0.1},
-    "hat": {"population": 125, "parents": 25, "mutations": 50, "mutation_prob": 0.3},
-    "spos": {"population": 60, "parents": 10, "mutations": 25, "mutation_prob": 0.1},
+    # OFA's evolution finder: 100 random, then per generation the best 25 (parent ratio 0.25) breed 50 mutants
+    # (mutation ratio 0.5 of the population) and 100 − 50 crossovers
+    "ofa": {"initial": 100, "parents": 25, "mutations": 50, "crossovers": 50, "mutation_prob": 0.1},
+    # HAT: population 125, 25 parents, 50 mutations, 50 crossovers, mutation prob 0.3
+    "hat": {"initial": 125, "parents": 25, "mutations": 50, "crossovers": 50, "mutation_prob": 0.3},
+    # SPOS: population 50, top 10, 25 mutations (prob 0.1), 25 crossovers
+    "spos": {"initial": 50, "parents": 10, "mutations": 25, "crossovers": 25, "mutation_prob": 0.1},
 }
 
 
 @strategies.register("evolution")
 class EvolutionSearch(Strategy):
-    """Generations of ``population``: the best ``parents`` survive (elitism), ``mutations`` children are
-    mutants of random parents and the rest crossovers of two random parents."""
+    """A random first population of ``initial``; then every generation the best ``parents`` of everything
+    alive (parents and their children: elitism) breed ``mutations`` mutants of random parents and
+    ``crossovers`` crossovers of two different random parents."""
 
     name = "evolution"
 
     def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
-                 preset: str = "ofa", population: int | None = None, parents: int | None = None,
-                 mutations: int | None = None, mutation_prob: float | None = None) -> None:
+                 preset: str = "ofa", initial: int | None = None, parents: int | None = None,
+                 mutations: int | None = None, crossovers: int | None = None,
+                 mutation_prob: float | None = None) -> None:
         super().__init__(genome, seed=seed, constraint=constraint)
         if preset not in EVOLUTION_PRESETS:
             raise ConfigError(f"unknown evolution preset {preset!r}; known: {', '.join(EVOLUTION_PRESETS)}")
         p = EVOLUTION_PRESETS[preset]
         self.preset = preset
-        self.population = int(population if population is not None else p["population"])
+        self.initial = int(initial if initial is not None else p["initial"])
         self.parents = int(parents if parents is not None else p["parents"])
         self.mutations = int(mutations if mutations is not None else p["mutations"])
+        self.crossovers = int(crossovers if crossovers is not None else p["crossovers"])
         self.mutation_prob = float(mutation_prob if mutation_prob is not None else p["mutation_prob"])
-        if not 1 <= self.parents < self.population or not 0 <= self.mutations <= self.population - self.parents:
-            raise ConfigError(f"evolution needs 1 <= parents < population and mutations <= population - parents, "
-                              f"got population {self.population}, parents {self.parents}, "
-                              f"mutations {self.mutations}")
-        if self.parents < 2 and self.mutations < self.population - self.parents:
+        if not 1 <= self.parents <= self.initial or self.mutations < 0 or self.crossovers < 0 \
+                or self.mutations + self.crossovers < 1:
+            raise ConfigError(f"evolution needs 1 <= parents <= initial population and at least one child per "
+                              f"generation, got initial {self.initial}, parents {self.parents}, mutations "
+                              f"{self.mutations}, crossovers {self.crossovers}")
+        if self.parents < 2 and self.crossovers:
             raise ConfigError("crossover needs at least 2 parents")
         if not 0.0 <= self.mutation_prob <= 1.0:
             raise ConfigError(f"mutation probability must be in [0, 1], got {self.mutation_prob}")
@@ -166,19 +173,22 @@ class EvolutionSearch(Strategy):
         self.bred = 0  # children asked for in the current generation
 
     @property
+    def children(self) -> int:
+        return self.mutations + self.crossovers
+
+    @property
     def batch_size(self) -> int:
-        return self.population if self.parent_genes.shape[0] == 0 else self.population - self.parents
+        return self.initial if self.parent_genes.shape[0] == 0 else self.children
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "preset": self.preset, "population": self.population, "parents": self.parents,
-                "mutations": self.mutations, "crossovers": self.population - self.parents - self.mutations,
-                "mutation_prob": self.mutation_prob}
+        return {"name": self.name, "preset": self.preset, "initial": self.initial, "parents": self.parents,
+                "mutations": self.mutations, "crossovers": self.crossovers, "mutation_prob": self.mutation_prob}
 
     def ask(self, n: int) -> np.ndarray:
         if self.parent_genes.shape[0] == 0:  # the first population is random
-            n = min(n, self.population - self.pop_genes.shape[0])
+            n = min(n, self.initial - self.pop_genes.shape[0])
             return self._feasible_fill(lambda k: self.genome.sample(self.rng, k), n)
-        n = min(n, self.population - self.parents - self.bred)
+        n = min(n, self.children - self.bred)
         n_mut = max(0, min(n, self.mutations - self.bred))
         out = np.concatenate([self._feasible_fill(self._mutants, n_mut),
                               self._feasible_fill(self._crossovers, n - n_mut)])
@@ -190,20 +200,20 @@ class EvolutionSearch(Strategy):
         return self.genome.mutate(self.parent_genes[pick], self.rng, self.mutation_prob)
 
     def _crossovers(self, k: int) -> np.ndarray:
-        a = self.rng.integers(0, self.parent_genes.shape[0], k)
-        b = self.rng.integers(0, self.parent_genes.shape[0], k)
+        p = self.parent_genes.shape[0]
+        a = self.rng.integers(0, p, k)
+        b = (a + self.rng.integers(1, p, k)) % p  # two different parents, as OFA and HAT sample them
         return self.genome.crossover(self.parent_genes[a], self.parent_genes[b], self.rng)
 
     def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
         self.pop_genes = np.concatenate([self.pop_genes, genes])
         self.pop_reward = np.concatenate([self.pop_reward, evaluations.reward])
-        full = self.population if self.parent_genes.shape[0] == 0 else self.population - self.parents
-        if self.pop_genes.shape[0] < full:
+        if self.pop_genes.shape[0] < self.batch_size:
             return
-        # a generation is complete: parents + children compete, the best survive as the next parents
+        # a generation is complete: parents and children compete, the best survive as the next parents
         genes_all = np.concatenate([self.parent_genes, self.pop_genes])
         reward_all = np.concatenate([self.parent_reward, self.pop_reward])
-        order = np.argsort(-reward_all, kind="stable")[:self.parents]
+        order = np.argsort(-np.nan_to_num(reward_all, nan=-np.inf), kind="stable")[:self.parents]
         self.parent_genes, self.parent_reward = genes_all[order], reward_all[order]
         self.pop_genes = np.zeros((0, self.genome.n_genes), dtype=np.int64)
         self.pop_reward = np.zeros(0)
@@ -346,10 +356,10 @@ class NSGA2Search(Strategy):
 @strategies.register("rl")
 class ReinforceController(Strategy):
     """MnasNet's RNN controller with REINFORCE (MnasNet itself used PPO; REINFORCE with a moving-average
-    baseline is the NAS-RL original and needs no second network). The advantage is divided by a running
-    standard deviation of the rewards: accuracy rewards differ by fractions of a point, and unscaled they
-    barely move the policy. Samples are drawn with the strategy's numpy generator from the policy's
-    probabilities, so a seed fixes the search and the state is only arrays."""
+    baseline is the NAS-RL original and needs no second network). Advantages are standardised per batch:
+    accuracy rewards differ by fractions of a point, and unscaled they barely move the policy. Samples are
+    drawn with the strategy's numpy generator from the policy's probabilities, so a seed fixes the search
+    and the state is only arrays."""
 
     name = "rl"
 
@@ -370,7 +380,7 @@ class ReinforceController(Strategy):
         # a large finite penalty, not -inf: 0 · -inf in the entropy's gradient would be NaN
         self.logit_mask = torch.from_numpy(np.where(genome.mask, 0.0, -1e9).astype(np.float32))
         self.baseline: float | None = None
-        self.reward_var: float | None = None
+        self.worst: float | None = None  # lowest finite reward seen
         self.updates = 0
 
     @property
@@ -403,19 +413,16 @@ class ReinforceController(Strategy):
     def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
         import torch
 
-        reward = np.asarray(evaluations.reward, dtype=np.float64)
-        reward = np.where(np.isfinite(reward), reward, np.nan)
-        if np.isnan(reward).all():
-            return
-        floor = np.nanmin(reward) if self.baseline is None else min(np.nanmin(reward), self.baseline)
-        reward = np.nan_to_num(reward, nan=floor)  # an arch past a hard cap scores as the worst seen
+        reward = self._shaped(np.asarray(evaluations.reward, dtype=np.float64),
+                              np.asarray(evaluations.latency_ms, dtype=np.float64))
         mean = float(reward.mean())
         if self.baseline is None:
-            self.baseline, self.reward_var = mean, float(reward.var()) or 1e-8
-        adv = (reward - self.baseline) / math.sqrt(max(self.reward_var or 0.0, 1e-12))
+            self.baseline = mean
+        # advantages standardised within the batch (floored relative to the baseline, so a batch of equal
+        # rewards does not divide by ~0 and swamp Adam's moment estimates)
+        scale = max(float(reward.std()), 1e-3 * abs(self.baseline), 1e-8)
+        adv = (reward - self.baseline) / scale
         self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean
-        self.reward_var = self.baseline_decay * (self.reward_var or 0.0) \
-            + (1 - self.baseline_decay) * float(((reward - self.baseline) ** 2).mean())
         logp, ent = self.policy.log_prob(torch.from_numpy(np.asarray(genes, dtype=np.int64)), self.logit_mask)
         loss = -(torch.from_numpy(adv.astype(np.float32)) * logp).mean() - self.entropy * ent.mean()
         self.optimizer.zero_grad()
@@ -423,21 +430,36 @@ class ReinforceController(Strategy):
         self.optimizer.step()
         self.updates += 1
 
+    def _shaped(self, reward: np.ndarray, latency: np.ndarray) -> np.ndarray:
+        """Rewards with the archs past a hard cap (-inf) scored below every feasible reward, by how slow they
+        are: ``min(0, worst feasible seen) - 0.1 · latency / batch median``. The anchor stays put while the
+        feasible rewards (accuracies, ≥ 0) vary, so the baseline is not thrown off, and a batch that misses the
+        cap entirely still pushes the policy towards faster archs."""
+        finite = np.isfinite(reward)
+        if finite.any():
+            low = float(reward[finite].min())
+            self.worst = low if self.worst is None else min(self.worst, low)
+        if finite.all():
+            return reward
+        anchor = min(0.0, self.worst if self.worst is not None else 0.0)
+        excess = latency / max(float(np.median(latency)), 1e-12)
+        return np.where(finite, reward, anchor - 0.1 * excess)
+
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         scalars, _ = super().state()
         arrays = {f"param.{k}": v.detach().numpy().copy() for k, v in self.policy.state_dict().items()}
         opt = self.optimizer.state_dict()
         for i, st in opt["state"].items():
             for k, v in st.items():
-                arrays[f"adam.{i}.{k}"] = np.asarray(v.detach().numpy() if hasattr(v, "detach") else v)
-        return {**scalars, "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
+                arrays[f"adam.{i}.{k}"] = np.array(v.detach().numpy() if hasattr(v, "detach") else v)
+        return {**scalars, "baseline": self.baseline, "worst": self.worst, "updates": self.updates,
                 "adam_params": sorted(int(i) for i in opt["state"])}, arrays
 
     def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         import torch
 
         super().load_state(scalars, arrays)
-        self.baseline, self.reward_var = scalars["baseline"], scalars["reward_var"]
+        self.baseline, self.worst = scalars["baseline"], scalars["worst"]
         self.updates = int(scalars["updates"])
         self.policy.load_state_dict({k[len("param."):]: torch.from_numpy(np.array(v))
                                      for k, v in arrays.items() if k.startswith("param.")})

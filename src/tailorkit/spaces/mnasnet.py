@@ -118,6 +118,22 @@ class MnasNetSpace(Space):
         return [MnasNetArch(**{name: tuple(int(v) for v in row) for (name, _), row in zip(_FIELDS, parts, strict=True)})
                 for parts in rows]
 
+    def live_genes(self, genes: np.ndarray) -> np.ndarray:
+        """SE only matters on MBConv blocks, the skip op only where some layer of the block keeps its shape.
+        (A layer delta of -1 and 0 on a one-layer block build the same network; both stay choices, since
+        sampled and user archs use either.)"""
+        genes = np.asarray(genes, dtype=np.int64).reshape(-1, len(_FIELDS), N_BLOCKS)
+        live = np.ones(genes.shape, dtype=bool)
+        field = [name for name, _ in _FIELDS]
+        live[:, field.index("se")] = np.isin(genes[:, field.index("op")], [OPS.index("mbconv3"),
+                                                                              OPS.index("mbconv6")])
+        for i, arch in enumerate(self.from_genes(genes.reshape(len(genes), -1))):
+            residual = np.zeros(N_BLOCKS, dtype=bool)
+            for b, _h, cin, cout, stride in self._plan(arch):
+                residual[b] |= stride == 1 and cin == cout
+            live[i, field.index("skip")] = residual
+        return live.reshape(len(genes), -1)
+
     def encode_batch(self, archs: Sequence[MnasNetArch]) -> np.ndarray:
         fields = [np.array([getattr(a, name) for a in archs], dtype=np.intp).reshape(len(archs), N_BLOCKS)
                   for name, _ in _FIELDS]

@@ -292,7 +292,8 @@ class OFAMobileNetV3Space(Space):
         """The table's latency of every slot key (NaN: missing) and of the fixed ops, per table and resolution,
         cached: a search sums hundreds of small batches against the same table, and building these from the
         keys cost more than the sums. The cache holds the mapping itself, so an id is never mistaken for
-        another table's."""
+        another table's; mappings are taken as immutable (predictors never change theirs), and a table with
+        missing slots is not cached."""
         cache: dict[tuple[int, int], tuple[Any, list[str], np.ndarray, float]] = \
             self.__dict__.setdefault("_values_cache", {})
         key = (id(latency), id(fixed))  # ``fixed`` is the resolution's cached inventory list
@@ -301,6 +302,8 @@ class OFAMobileNetV3Space(Space):
             return hit[2], hit[3]
         flat = np.array([latency.get(k, np.nan) for k in slots])
         fixed_sum = float(sum(_lookup(latency, k) for k in fixed))
+        if np.isnan(flat).any():
+            return flat, fixed_sum
         if len(cache) >= 64:  # interpolating predictors pass a fresh mapping per call
             cache.clear()
         cache[key] = (latency, fixed, flat, fixed_sum)
