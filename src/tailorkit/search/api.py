@@ -278,6 +278,8 @@ def plan_search(space: str, *, target_ms: float | None = None, latency: str | Pa
         raise ConfigError(f"target {reward_obj.target_ms:g} ms is below the fastest arch the latency source "
                           f"knows in {space} ({fastest:.4g} ms: {arch})")
     constraint = evaluator.feasible if reward == "cap" else None
+    if reward == "cap" and strategy == "evolution":
+        options.setdefault("seed_genes", fastest_row[None])
     try:
         strat = factory(genome, seed=seed, constraint=constraint, **options)
     except TypeError as exc:

@@ -145,8 +145,12 @@ class EvolutionSearch(Strategy):
     def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
                  preset: str = "ofa", initial: int | None = None, parents: int | None = None,
                  mutations: int | None = None, crossovers: int | None = None,
-                 mutation_prob: float | None = None) -> None:
+                 mutation_prob: float | None = None, seed_genes: np.ndarray | None = None) -> None:
         super().__init__(genome, seed=seed, constraint=constraint)
+        # archs known to meet a tight cap (the fastest one): the first population starts with them, so that
+        # breeding has feasible parents where random sampling would rarely find any
+        self.seed_genes = np.zeros((0, genome.n_genes), dtype=np.int64) if seed_genes is None else \
+            np.asarray(seed_genes, dtype=np.int64).reshape(-1, genome.n_genes)
         if preset not in EVOLUTION_PRESETS:
             raise ConfigError(f"unknown evolution preset {preset!r}; known: {', '.join(EVOLUTION_PRESETS)}")
         p = EVOLUTION_PRESETS[preset]
@@ -185,9 +189,11 @@ class EvolutionSearch(Strategy):
                 "mutations": self.mutations, "crossovers": self.crossovers, "mutation_prob": self.mutation_prob}
 
     def ask(self, n: int) -> np.ndarray:
-        if self.parent_genes.shape[0] == 0:  # the first population is random
+        if self.parent_genes.shape[0] == 0:  # the first population is random (after any seed archs)
             n = min(n, self.initial - self.pop_genes.shape[0])
-            return self._feasible_fill(lambda k: self.genome.sample(self.rng, k), n)
+            seeds = self.seed_genes[self.pop_genes.shape[0]:][:n]
+            return np.concatenate([seeds, self._feasible_fill(lambda k: self.genome.sample(self.rng, k),
+                                                              n - seeds.shape[0])])
         n = min(n, self.children - self.bred)
         n_mut = max(0, min(n, self.mutations - self.bred))
         out = np.concatenate([self._feasible_fill(self._mutants, n_mut),
