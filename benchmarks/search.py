@@ -324,7 +324,7 @@ def write(report: dict[str, Any]) -> None:
                   f"{nb[k]['final_latency_mean_ms']:.4f} | {nb[k]['regret_ms']:.4f} | {nb[k]['found_optimum']}/5 |"
                   for k in ("evolution", "rl", "random")]
         lines.append("")
-    if "closed" in report:
+    if "calibration" in report.get("closed", {}):  # (a report from before calibration has no such section)
         c = report["closed"]
         lines += ["## Closed loop (CPU, 10 targets, winners measured end to end)", "",
                   f"{c['rounds']} interleaved rounds per winner; mean spread between a winner's fastest and slowest "

@@ -87,18 +87,19 @@ class Strategy(abc.ABC):
 
     # ----------------------------------------------------------------------------------- helpers
 
-    def _feasible_fill(self, make: Callable[[int], np.ndarray], n: int, attempts: int = 50) -> np.ndarray:
-        """``n`` rows from ``make``, redrawing rows that fail the constraint (OFA's filter). After
-        ``attempts`` rounds the last draws are kept, infeasible or not: the reward still penalises them, and a
-        cap no arch can meet is reported by the runner up front."""
-        out = make(n)
+    def _feasible_fill(self, make: Callable[[np.ndarray], np.ndarray], n: int, attempts: int = 50) -> np.ndarray:
+        """``n`` rows, row ``i`` drawn by ``make(positions)``, redrawing rows that fail the constraint (OFA's
+        filter) with the same maker, so a batch keeps its mix of mutants and crossovers. After ``attempts``
+        rounds the last draws are kept, infeasible or not: the reward still penalises them, and a cap no arch
+        can meet is refused before a search starts."""
+        out = make(np.arange(n))
         if self.constraint is None or n == 0:
             return out
         bad = np.flatnonzero(~self.constraint(out))
         for _ in range(attempts):
             if bad.size == 0:
                 break
-            out[bad] = make(bad.size)
+            out[bad] = make(bad)
             bad = bad[~self.constraint(out[bad])]
         return out
 
@@ -117,7 +118,7 @@ class RandomSearch(Strategy):
         return self.batch
 
     def ask(self, n: int) -> np.ndarray:
-        return self._feasible_fill(lambda k: self.genome.sample(self.rng, k), n)
+        return self._feasible_fill(lambda rows: self.genome.sample(self.rng, rows.size), n)
 
     def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
         pass  # memoryless
@@ -192,24 +193,25 @@ class EvolutionSearch(Strategy):
         if self.parent_genes.shape[0] == 0:  # the first population is random (after any seed archs)
             n = min(n, self.initial - self.pop_genes.shape[0])
             seeds = self.seed_genes[self.pop_genes.shape[0]:][:n]
-            return np.concatenate([seeds, self._feasible_fill(lambda k: self.genome.sample(self.rng, k),
-                                                              n - seeds.shape[0])])
+            return np.concatenate([seeds, self._feasible_fill(
+                lambda rows: self.genome.sample(self.rng, rows.size), n - seeds.shape[0])])
         n = min(n, self.children - self.bred)
         n_mut = max(0, min(n, self.mutations - self.bred))
-        out = np.concatenate([self._feasible_fill(self._mutants, n_mut),
-                              self._feasible_fill(self._crossovers, n - n_mut)])
+        out = self._feasible_fill(lambda rows: self._children(rows < n_mut), n)
         self.bred += n
         return out
 
-    def _mutants(self, k: int) -> np.ndarray:
-        pick = self.rng.integers(0, self.parent_genes.shape[0], k)
-        return self.genome.mutate(self.parent_genes[pick], self.rng, self.mutation_prob)
-
-    def _crossovers(self, k: int) -> np.ndarray:
+    def _children(self, mutant: np.ndarray) -> np.ndarray:
+        """One child per row: a mutant of a random parent where ``mutant``, else a crossover of two different
+        random parents (as OFA and HAT sample them); drawn together, so a generation costs one constraint
+        check, not one per kind."""
         p = self.parent_genes.shape[0]
+        k = mutant.size
         a = self.rng.integers(0, p, k)
-        b = (a + self.rng.integers(1, p, k)) % p  # two different parents, as OFA and HAT sample them
-        return self.genome.crossover(self.parent_genes[a], self.parent_genes[b], self.rng)
+        b = (a + self.rng.integers(1, p, k)) % p if p > 1 else a
+        mutants = self.genome.mutate(self.parent_genes[a], self.rng, self.mutation_prob)
+        mixed = self.genome.crossover(self.parent_genes[a], self.parent_genes[b], self.rng)
+        return np.where(mutant[:, None], mutants, mixed)
 
     def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
         self.pop_genes = np.concatenate([self.pop_genes, genes])
