@@ -239,7 +239,9 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
     from tailorkit.predictors.lut import calibration_archs, measure_and_correct
     from tailorkit.profiler.api import build_table, profile
     from tailorkit.profiler.store import TableStore
-    from tailorkit.search.api import search
+    from tailorkit.search.api import fastest_reachable, search
+    from tailorkit.search.genome import Genome
+    from tailorkit.search.objectives import PredictorLatency
     from tailorkit.spaces import OFAMobileNetV3Space
 
     space = OFAMobileNetV3Space(width=1.2)
@@ -257,11 +259,10 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
     cal_archs = calibration_archs(space, pred, 8, seed=0)
     sums, cal_measured = measure_and_correct(pred, space, cal_archs, measure)
     print(f"calibration: a = {pred.coef_[0]:.3f}, b = {pred.coef_[1]:+.3f} ms on {len(cal_archs)} subnets", flush=True)
-    small = pred.predict_archs(space, space.to_array([space.smallest(160)]))[0]
-    large = pred.predict_archs(space, space.to_array([space.largest(160)]))[0]
-    small = pred.coef_[0] * small + pred.coef_[1]
-    large = pred.coef_[0] * large + pred.coef_[1]
-    targets = np.linspace(small * 1.05, large * 0.95, 10)
+    large = pred.predict_archs(space, space.to_array([space.largest(160)]))[0]  # corrected already
+    genome = Genome(space, {45: [160]})
+    fastest, _ = fastest_reachable(genome, PredictorLatency(space, pred))  # noisy tables: not always the smallest
+    targets = np.linspace(fastest * 1.05, large * 0.95, 10)
     winners = []
     for i, t in enumerate(targets):
         res, _ = search("ofa-mbv3", width=1.2, target_ms=float(t), latency=pred, accuracy=acc, reward="cap",
@@ -336,9 +337,11 @@ def write(report: dict[str, Any]) -> None:
         lines += [f"| {r['target_ms']:.3f} | {r['predicted_ms']:.3f} | {r['measured_median_ms']:.3f} | "
                   f"{r['error_median_pct']:+.1f} % | {r['error_min_pct']:+.1f} % | {r['error_table_sum_pct']:+.1f} % |"
                   for r in c["runs"]]
-        lines += ["", f"Mean |error| {c['mean_abs_error_median_pct']:.1f} % (median of rounds; uncalibrated "
-                      f"{c['mean_abs_error_table_sum_pct']:.1f} %), {c['mean_abs_error_min_pct']:.1f} % against the "
-                      f"fastest round; within 5 %: {c['within_5pct']}/10 (goal: all).", ""]
+        raw5 = sum(abs(r["error_table_sum_pct"]) <= 5 for r in c["runs"])
+        lines += ["", f"Mean |error| {c['mean_abs_error_median_pct']:.1f} % (median of rounds; uncalibrated table "
+                      f"sums {c['mean_abs_error_table_sum_pct']:.1f} %), {c['mean_abs_error_min_pct']:.1f} % against "
+                      f"the fastest round; within 5 %: {c['within_5pct']}/10 calibrated, {raw5}/10 uncalibrated "
+                      "(goal: all).", ""]
     (RESULTS / "search.md").write_text("\n".join(lines))
 
 

@@ -458,3 +458,20 @@ def test_resume_with_another_accuracy_model_or_a_smaller_budget_is_refused(ofa_f
         search("ofa-mbv3", accuracy=ofa_files["acc"], budget=100, **kw)
     res, _ = search("ofa-mbv3", accuracy=ofa_files["acc"], budget=600, **kw)  # a larger budget continues
     assert res.resumed_from == 300 and res.evaluations == 600
+
+
+@pytest.mark.parametrize("name", ["fbnet", "hat"])
+def test_model_level_predictor_drives_a_search(name: str) -> None:
+    """A model-level predictor reads the space's own encoding; the search's best is what it predicts."""
+    from tailorkit.predictors.model import RidgePredictor
+
+    space = spaces.create(name)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(300)]
+    X = space.encode_batch(archs)
+    w = rng.uniform(0.5, 1.5, X.shape[1])
+    pred = RidgePredictor(space=name, encoding=name).fit(X, 5.0 + X @ w / X.shape[1] * 10)
+    res, _ = search(name, target_ms=1e6, latency=pred, budget=500, seed=0)
+    arch = space.arch_from_dict(res.best["arch"])
+    assert res.best["latency_ms"] == pytest.approx(float(pred.predict(space.encode_batch([arch]))[0]))
+    assert res.latency_source.startswith("ridge")
