@@ -321,10 +321,9 @@ WidthOpt = Annotated[float, typer.Option(help="ofa-mbv3: width multiplier (1.0 o
 
 
 def _space(name: str, width: float) -> Any:
-    from tailorkit.spaces import spaces
+    from tailorkit.spaces import create_space
 
-    factory = spaces.get(name)
-    return factory(width=width) if getattr(factory, "buildable", False) else factory()
+    return create_space(name, width)
 
 
 def _read_arch(space: Any, text: str) -> Any:

@@ -45,7 +45,7 @@ from tailorkit.search.objectives import AccuracySource, Evaluator, LatencySource
 from tailorkit.search.rewards import make_reward
 from tailorkit.search.runner import SearchHistory, SearchProgress, SearchRunner
 from tailorkit.search.strategies import strategies
-from tailorkit.spaces import spaces
+from tailorkit.spaces import create_space
 
 log = logging.getLogger(__name__)
 SCHEMA = "tailorkit.search-result"
@@ -122,11 +122,6 @@ def load_search_result(path: str | Path) -> SearchResult:
 
 
 # ----------------------------------------------------------------------------------------------- sources
-
-def make_space(name: str, width: float = 1.0) -> Any:
-    factory = spaces.get(name)
-    return factory(width=width) if getattr(factory, "buildable", False) else factory()
-
 
 def latency_source(space: Any, spec: str | Path | Predictor | LatencySource, *, device: str | None = None
                    ) -> tuple[LatencySource, dict[str, Any] | None]:
@@ -240,7 +235,7 @@ def plan_search(space: str, *, target_ms: float | None = None, latency: str | Pa
                 target_ratio: float | None = None) -> SearchPlan:
     """Check and load everything a search needs. The target is ``target_ms``, or ``target_ratio`` times the
     predicted latency of the space's largest arch (a target that means the same on any machine)."""
-    space_obj = make_space(space, width)
+    space_obj = create_space(space, width)
     if (target_ms is None) == (target_ratio is None):
         raise ConfigError("give a target latency in ms or as a ratio of the largest arch's latency (not both)")
     if target_ratio is not None and not (isinstance(target_ratio, (int, float)) and 0 < target_ratio <= 1):
@@ -359,7 +354,7 @@ def _finite(v: float) -> float | None:
 
 def build_best(result: SearchResult) -> tuple[Any, Any]:
     """The space and the winning arch of a result (checked against the space)."""
-    space = make_space(result.space["name"], result.space.get("width") or 1.0)
+    space = create_space(result.space["name"], result.space.get("width") or 1.0)
     return space, space.arch_from_dict(result.best["arch"])
 
 

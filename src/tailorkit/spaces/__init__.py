@@ -22,5 +22,12 @@ spaces.register("hat")(HATSpace)
 spaces.register("spos")(SPOSSpace)
 spaces.register("mnasnet")(MnasNetSpace)
 
+
+def create_space(name: str, width: float = 1.0) -> Space:
+    """A space by name; ``width`` applies to the spaces built here (the others have one fixed form)."""
+    factory = spaces.get(name)
+    return factory(width=width) if getattr(factory, "buildable", False) else factory()
+
+
 __all__ = ["FBNetArch", "FBNetSpace", "HATArch", "HATSpace", "MnasNetArch", "MnasNetSpace", "NB201Arch",
-           "NB201Space", "OFAArch", "OFAMobileNetV3Space", "SPOSArch", "SPOSSpace", "Space", "spaces"]
+           "NB201Space", "OFAArch", "OFAMobileNetV3Space", "SPOSArch", "SPOSSpace", "Space", "create_space", "spaces"]
