@@ -95,6 +95,16 @@ class LutSumPredictor(Predictor):
             raise PredictorError(f"lookup table {self.device or ''}: {exc}") from None
         return self.coef_[0] * sums + self.coef_[1]
 
+    def covered_resolutions(self, space: Any) -> list[int]:
+        """The resolutions of an OFA-style space whose every op this table holds (a table is usually measured at
+        one or a few); a PredictorError when there is none (a table of another width, say)."""
+        keys = set(self.keys_)
+        resolutions = [r for r in space.gene_choices()[-1] if {op.key for op in space.all_ops(r)} <= keys]
+        if not resolutions:
+            raise PredictorError(f"the lookup table holds no resolution of {getattr(space, 'variant', space.name)} "
+                                 "completely (is it a table of another width? see `tailor table show`)")
+        return resolutions
+
     @property
     def _lookup(self) -> Mapping[str, float]:
         cached = getattr(self, "_lookup_cache", None)
@@ -137,10 +147,7 @@ def calibration_archs(space: Any, predictor: LutSumPredictor, n: int, seed: int 
         raise ConfigError("calibration needs at least 2 measured archs")
     if not hasattr(space, "op_counts"):
         raise ConfigError(f"end-to-end calibration of lookup tables is implemented for ofa-mbv3, not {space.name!r}")
-    keys = set(predictor.keys_)
-    resolutions = [r for r in space.gene_choices()[-1] if {op.key for op in space.all_ops(r)} <= keys]
-    if not resolutions:
-        raise PredictorError("the lookup table covers no resolution of this space completely (another width?)")
+    resolutions = predictor.covered_resolutions(space)
     rng = np.random.default_rng(seed)
     pool = [space.sample(rng, int(rng.choice(resolutions))) for _ in range(50 * n)]
     archs = [space.smallest(min(resolutions)), space.largest(max(resolutions))]

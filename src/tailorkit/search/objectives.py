@@ -104,12 +104,7 @@ class PredictorLatency(LatencySource):
         space, p = self.space, self.predictor
         if space.name != "ofa-mbv3" or p.kind != "lut" or getattr(p, "interpolate", False):
             return {}
-        keys = set(p.keys_)
-        resolutions = [r for r in space.gene_choices()[-1] if {op.key for op in space.all_ops(r)} <= keys]
-        if not resolutions:
-            raise PredictorError(f"the lookup table holds no resolution of {space.variant} completely (is it a "
-                                 "table of another width? see `tailor table show`)")
-        return {len(space.gene_choices()) - 1: resolutions}
+        return {len(space.gene_choices()) - 1: p.covered_resolutions(space)}
 
 
 class MeasuredLatency(LatencySource):

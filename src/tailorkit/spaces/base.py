@@ -150,6 +150,14 @@ def strict_ints(values: Any) -> tuple[int, ...] | None:
     return tuple(out)
 
 
+def check_input(what: str, resolution: int, num_classes: int) -> None:
+    """The fixed input of spaces without a resolution gene (SPOS, MnasNet): strides of 32 in all, ≥ 1 class."""
+    if resolution < 32 or resolution % 32:
+        raise ConfigError(f"{what} input resolution must be a multiple of 32, got {resolution}")
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+
+
 def check_fields(data: Mapping[str, Any], required: Sequence[str], what: str) -> None:
     """A ConfigError naming missing or unknown keys of an arch dict."""
     missing = [k for k in required if k not in data]

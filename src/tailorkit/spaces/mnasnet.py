@@ -25,6 +25,7 @@ from tailorkit.core.records import OpSpec
 from tailorkit.spaces.base import (
     Space,
     check_fields,
+    check_input,
     decode_one_hot_fields,
     one_hot_fields,
     strict_ints,
@@ -79,10 +80,7 @@ class MnasNetSpace(Space):
     def __init__(self, width: float = 1.0, num_classes: int = 1000, resolution: int = 224) -> None:
         if width != 1.0:
             raise ConfigError(f"MnasNet's space searches widths per block; the multiplier must be 1.0, got {width}")
-        if resolution < 32 or resolution % 32:
-            raise ConfigError(f"MnasNet input resolution must be a multiple of 32, got {resolution}")
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        check_input("MnasNet", resolution, num_classes)
         self.width, self.num_classes, self.resolution = width, num_classes, resolution
 
     # ------------------------------------------------------------------------------------------ archs

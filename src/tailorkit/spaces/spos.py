@@ -24,6 +24,7 @@ from tailorkit.core.records import OpSpec
 from tailorkit.spaces.base import (
     Space,
     check_fields,
+    check_input,
     decode_one_hot_fields,
     one_hot_fields,
     strict_ints,
@@ -76,10 +77,7 @@ class SPOSSpace(Space):
                  bits: Sequence[int] = ()) -> None:
         if width != 1.0:
             raise ConfigError(f"SPOS comes in width 1.0 (its channel search scales the blocks), got {width}")
-        if resolution < 32 or resolution % 32:
-            raise ConfigError(f"SPOS input resolution must be a multiple of 32, got {resolution}")
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        check_input("SPOS", resolution, num_classes)
         self.bits = tuple(sorted({int(b) for b in bits}))
         if any(b < 1 or b > 32 for b in self.bits):
             raise ConfigError(f"bit widths must be in 1..32, got {list(bits)}")
