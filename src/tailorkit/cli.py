@@ -735,8 +735,11 @@ def predictor_calibrate(
     space: Annotated[str, typer.Option(help="Space of the table.")] = "ofa-mbv3",
     width: WidthOpt = 1.0,
     n: Annotated[int, typer.Option("--n", help="Whole models to measure (smallest, largest, and spread "
-                                               "between).")] = 8,
+                                               "between); 0 with --stored fits on stored ones only.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    stored: Annotated[bool, typer.Option(help="Also fit on the whole models measured on this device before "
+                                              "(`tailor export --refit`).")] = False,
+    db: DbOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Measure N whole subnets end to end on the device and fit the table's linear correction a * sum + b (the
@@ -753,7 +756,11 @@ def predictor_calibrate(
     if pred.device is not None and pred.device != device:
         raise ConfigError(f"{str(predictor)!r} holds latencies of device {pred.device!r}, not {device!r}")
     space_obj = _space(space, width)
-    archs = calibration_archs(space_obj, pred, n, seed)
+    known = _stored_models(space_obj, device, db or config.store_url) if stored else {}
+    if n == 0 and len(known) < 2:
+        raise ConfigError(f"--n 0 needs at least 2 stored whole-model measurements on {device!r}; found "
+                          f"{len(known)} (export with --device {device} --refit to add them)")
+    archs = calibration_archs(space_obj, pred, n, seed) if n else []
     settings = config.settings(device if device in config.devices else None)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as bar:
@@ -765,7 +772,12 @@ def predictor_calibrate(
             bar.advance(task)
             return ms
 
-        sums, measured = measure_and_correct(pred, space_obj, archs, measure)
+        from_store = [space_obj.arch_from_dict(json.loads(key)) for key in known]
+        stored_ms = dict(zip(map(id, from_store), known.values(), strict=True))
+        sums, measured = measure_and_correct(pred, space_obj, archs + from_store,
+                                             lambda a: stored_ms[id(a)] if id(a) in stored_ms else measure(a))
+    if known:
+        out.print(f"{len(known)} whole model(s) from the store, {len(archs)} measured now", highlight=False)
     corrected = pred.coef_[0] * sums + pred.coef_[1]
     table = Table("table sum (ms)", "measured (ms)", "corrected (ms)", "error raw", "error corrected")
     for s_, m_, c_ in zip(sums, measured, corrected, strict=True):
@@ -774,6 +786,19 @@ def predictor_calibrate(
     out.print(table)
     pred.save(output)
     out.print(f"correction {pred.coef_[0]:.4f} * sum {pred.coef_[1]:+.4f} ms; saved to {output}")
+
+
+def _stored_models(space: Any, device: str, url: str) -> dict[str, float]:
+    """Whole-model latencies (arch JSON → mean ms) stored for ``device`` by `tailor export --refit`."""
+    from tailorkit.profiler.api import models_table_name
+    from tailorkit.profiler.store import TableStore
+
+    name = models_table_name(space.name, space.width)
+    with TableStore(url, create=False) as store:
+        if not any(v.device_name == device for v in store.variants(name)):
+            return {}
+        table = store.table(name, device=device)  # several settings for one device: an error naming them
+    return {key: lat.mean for key, lat in table.entries.items()}
 
 
 @predictor_app.command("eval")
@@ -918,6 +943,127 @@ def search_cmd(
         out.print(f"exported {result.export['path']}")  # type: ignore[index]
     result.save(output)
     out.print(f"search result saved to {output}")
+
+
+# -------------------------------------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_cmd(
+    result: Annotated[Path | None, typer.Argument(help="SearchResult JSON from `tailor search` (or give --space "
+                                                      "and --arch).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (created; must be empty "
+                                                                    "unless --force).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or tflite.")] = "onnx",
+    supernet: Annotated[Path | None, typer.Option(help="Supernet checkpoint folder: the subnet's weights.")] = None,
+    train_epochs: Annotated[int, typer.Option(help="Epochs on digits: fine-tunes the extracted subnet, or trains "
+                                                   "it from scratch without --supernet.")] = 0,
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Measure the exported file on this device "
+                                                                     "(it must run the format).")] = None,
+    quantize: Annotated[str | None, typer.Option(help="int8: static quantization calibrated on digits.")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run the file in its runtime on the digits "
+                                                                      "test split and compare with torch.")] = True,
+    min_agreement: Annotated[float | None, typer.Option(help="Least top-1 agreement with torch [0.99; int8 "
+                                                             "0.95].")] = None,
+    simplify: Annotated[str, typer.Option(help="ONNX simplifier: onnxsim, onnxslim or none.")] = "onnxsim",
+    refit: Annotated[bool, typer.Option(help="Store the measured latency (whole-model table) so the next "
+                                             "`predictor calibrate --stored` learns from it.")] = False,
+    space: Annotated[str | None, typer.Option(help="Space of --arch (without a result file).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Arch JSON, or @FILE (with --space).")] = None,
+    width: WidthOpt = 1.0,
+    predictor: Annotated[Path | None, typer.Option(help="With --arch: latency predictor for the predicted "
+                                                        "latency.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for training and calibration sampling.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty output folder (only once the export "
+                                             "succeeded).")] = False,
+    db: DbOpt = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """The searched model with trained weights as an ONNX or TFLite file, verified in its runtime, measured on a
+    device, with a manifest (out/manifest.json)."""
+    from tailorkit.search.specialize import ExportOptions, export_arch, export_search_result, predict_arch
+
+    if output is None:
+        raise ConfigError("give the output folder with -o/--output")
+    if (result is None) == (arch is None):
+        raise ConfigError("give either a search result file or --space and --arch")
+    if arch is not None and space is None:
+        raise ConfigError("--arch needs --space")
+    if result is None and predictor is None and device is not None:
+        err.print("note: without --predictor the manifest has no predicted latency to compare the measurement "
+                  "with", highlight=False)
+    options = ExportOptions(fmt=fmt, quantize=quantize, device=device, verify=verify,
+                            simplifier=None if simplify == "none" else simplify, supernet=supernet,
+                            train_epochs=train_epochs, seed=seed, min_agreement=min_agreement, refit=refit,
+                            store_url=db, force=force)
+    config = load_config(config_path)
+
+    def say(message: str) -> None:
+        err.print(f"[dim]…[/dim] {message}")
+
+    if result is not None:
+        manifest = export_search_result(result, output, options, config=config, progress=say)
+    else:
+        space_obj = _space(space or "", width)
+        arch_obj = _read_arch(space_obj, arch or "")
+        predicted = predict_arch(space_obj, arch_obj, predictor) if predictor is not None else None
+        manifest = export_arch(space_obj, arch_obj, output, options, source={"kind": "arch"}, predicted=predicted,
+                               config=config, progress=say)
+    _print_manifest(manifest, output)
+
+
+def _print_manifest(manifest: Any, folder: Path) -> None:
+    entry = manifest.files[0]
+    out.print(f"{folder / entry['name']}: {manifest.format}"
+              + (f" {manifest.quantize}" if manifest.quantize else "")
+              + f", {entry['bytes'] / 1e6:.2f} MB, input {'x'.join(map(str, manifest.input['shape']))}",
+              highlight=False)
+    acc = manifest.accuracy
+    if manifest.verify:
+        v = manifest.verify
+        out.print(f"digits test accuracy: torch {acc['torch']:.4f}, {manifest.format} runtime {acc['runtime']:.4f}; "
+                  f"top-1 agreement {v['top1_agreement']:.4f}, max |diff| {v['max_abs_diff']:.3g}", highlight=False)
+    else:
+        out.print(f"digits test accuracy (torch): {acc['torch']:.4f}; not verified in the runtime", highlight=False)
+    if manifest.simplify:
+        s_ = manifest.simplify
+        out.print(f"{s_['tool']}: {s_['nodes_before']} → {s_['nodes_after']} nodes", highlight=False)
+    predicted = manifest.predicted
+    if manifest.measured:
+        m = manifest.measured
+        line = f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms"
+        if predicted and m.get("error_pct") is not None:
+            line += f" (predicted {predicted['latency_ms']:.4g} ms, error {m['error_pct']:+.1f} %)"
+        out.print(line, highlight=False)
+    elif predicted:
+        out.print(f"predicted latency {predicted['latency_ms']:.4g} ms ({predicted['source']})", highlight=False)
+    if manifest.refit:
+        out.print(f"stored in {manifest.refit['table']} of {manifest.refit['store']}", highlight=False)
+    out.print(f"manifest: {folder / 'manifest.json'}", highlight=False)
+
+
+@app.command("verify")
+def verify_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder written by `tailor export`.")],
+    run: Annotated[bool, typer.Option("--run/--no-run", help="Also rerun the model on the digits test split and "
+                                                             "compare with the manifest's accuracy.")] = True,
+) -> None:
+    """Check an export folder: every file against the manifest's checksums, then the model's accuracy again."""
+    from tailorkit.export.manifest import check_files, read_manifest
+    from tailorkit.search.specialize import rerun_accuracy
+
+    manifest = read_manifest(folder)
+    problems = check_files(folder, manifest)
+    if problems:
+        raise ConfigError(f"{folder}: " + "; ".join(problems))
+    out.print(f"{len(manifest.files)} file(s) match the manifest's checksums", highlight=False)
+    if run and manifest.verify:
+        accuracy = rerun_accuracy(folder, manifest)
+        recorded = manifest.accuracy["runtime"]
+        if round(accuracy, 6) != recorded:
+            raise ConfigError(f"{folder}: the model now scores {accuracy:.4f} on the digits test split, the "
+                              f"manifest says {recorded:.4f}")
+        out.print(f"digits test accuracy {accuracy:.4f} in {manifest.format} runtime, as recorded", highlight=False)
 
 
 @app.command()

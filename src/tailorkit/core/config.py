@@ -31,6 +31,7 @@ DEFAULT_STORE_URL = "sqlite:///tailor.db"
 CONFIG_ENV = "TAILOR_CONFIG"
 CONFIG_NAME = "tailor.toml"
 BUILTIN_CPU = "cpu"
+BUILTIN_LITERT = "litert"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class TailorConfig:
 
 
 def builtin_devices() -> dict[str, DeviceConfig]:
-    return {BUILTIN_CPU: DeviceConfig(name=BUILTIN_CPU, kind="onnxruntime")}
+    return {BUILTIN_CPU: DeviceConfig(name=BUILTIN_CPU, kind="onnxruntime"),
+            BUILTIN_LITERT: DeviceConfig(name=BUILTIN_LITERT, kind="litert")}
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:

@@ -8,10 +8,12 @@ from tailorkit.core.config import DeviceConfig
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.registry import Registry
 from tailorkit.devices.base import Device
+from tailorkit.devices.litert import LiteRtDevice
 from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
 
 devices: Registry[Device] = Registry("devices")
 devices.register("onnxruntime")(OnnxRuntimeDevice)
+devices.register("litert")(LiteRtDevice)
 
 
 def create_device(config: DeviceConfig) -> Device:
@@ -27,4 +29,4 @@ def create_device(config: DeviceConfig) -> Device:
     return factory(name=config.name, **config.options)
 
 
-__all__ = ["Device", "OnnxRuntimeDevice", "create_device", "devices"]
+__all__ = ["Device", "LiteRtDevice", "OnnxRuntimeDevice", "create_device", "devices"]

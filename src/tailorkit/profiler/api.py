@@ -59,6 +59,10 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev:
         prepared = prepare_model(model, Path(tmp), input_shapes=input_shapes, resolution=resolution)
+        fmt = prepared.path.suffix.lower().lstrip(".")
+        if fmt in ("onnx", "tflite") and fmt != dev.model_format:
+            raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {prepared.label!r} is "
+                              f"{fmt}; export it with --format {dev.model_format} or pick a device that runs {fmt}")
         latency = dev.run_model(prepared.path, settings, prepared.input_shapes)
         ops = tuple(dev.profile_ops(prepared.path, settings, prepared.input_shapes)) if per_op else None
         return ModelProfile(model=prepared.label, device=dev.info(settings), settings=settings, latency=latency,
@@ -77,6 +81,12 @@ def buildable_space(name: str, width: float) -> Any:
 
 def table_name(space: str, width: float, resolution: int) -> str:
     return f"{space}-w{width:g}-r{resolution}"
+
+
+def models_table_name(space: str, width: float) -> str:
+    """The store table of whole-model latencies of a space (key: the arch's canonical JSON), which
+    ``tailor export --refit`` appends to and ``tailor predictor calibrate --stored`` fits on."""
+    return f"models:{space}-w{width:g}"
 
 
 def build_table(space: str, device: str | Device = "cpu", *, resolution: int, width: float = 1.0,

@@ -14,6 +14,7 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.export.onnx import OnnxExporter, resolve_input_shapes
+from tailorkit.export.tflite import tflite_input_shape
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 
 InputShapes = Mapping[str, Sequence[int]]
@@ -45,7 +46,8 @@ class PreparedModel:
 
 def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes: InputShapes | None = None,
                   resolution: int = 224) -> PreparedModel:
-    """The ONNX file for ``model`` (exported into ``workdir`` when it is not one already)."""
+    """The file a device runs for ``model``: a model file as it is (.onnx, .tflite), anything else exported to
+    ONNX into ``workdir``."""
     if isinstance(model, nn.Module):
         return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"))
     text = str(model)
@@ -57,6 +59,11 @@ def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes:
     path = Path(text)
     if path.is_dir():
         raise ModelFormatError(f"model {text!r} is a directory, not a model file")
+    if path.suffix.lower() == ".tflite":
+        if not path.is_file():
+            raise ModelFormatError(f"model file {text!r} does not exist")
+        shape = _single_shape(input_shapes, text) if input_shapes else tflite_input_shape(path)
+        return PreparedModel(path=path, label=path.name, input_shapes={"input": shape})
     if path.suffix.lower() == ".onnx" or path.is_file():
         if not path.is_file():
             raise ModelFormatError(f"model file {text!r} does not exist")

@@ -1,0 +1,196 @@
+"""The export folder: model files plus ``manifest.json``, written whole or not at all.
+
+Manifest (JSON, ``schema`` = ``tailorkit.export-manifest``, ``version`` 1)::
+
+    format          onnx | tflite
+    quantize        null | "int8"
+    space           {name, width}
+    arch            the arch's JSON form
+    input           {name, shape, layout, dtype, verified_shape}   shape: deployment input (what is measured);
+                                                                    verified_shape: the digits input verified
+    files           [{name, sha256, bytes}]                        every model file of the folder
+    source          {kind: search-result | arch, path?, sha256?}
+    weights         {kind: supernet | trained, checkpoint?, sha256?, finetune_epochs, bn_recalibrated}
+    accuracy        {dataset, split, n, torch, runtime}
+    verify          {n, top1_agreement, max_abs_diff, reference_scale, min_agreement, max_abs_tolerance,
+                     passed} | null
+    simplify        {tool, nodes_before, nodes_after, seconds} | null
+    predicted       {latency_ms, source, note?} | null
+    measured        {device, latency_ms: {mean, median, …}, error_pct, input_shape} | null
+    refit           {store, table, key} | null
+    versions        {tailorkit, python, torch, onnx, onnxruntime, litert_torch, ai_edge_litert, …}
+    created
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tailorkit.core.errors import ConfigError, ModelFormatError
+from tailorkit.core.version import __version__
+from tailorkit.export.onnx import sha256_file
+
+SCHEMA = "tailorkit.export-manifest"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+_VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxslim", "litert-torch", "ai-edge-litert", "numpy")
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    format: str
+    space: dict[str, Any]
+    arch: dict[str, Any]
+    input: dict[str, Any]
+    files: list[dict[str, Any]]
+    source: dict[str, Any]
+    weights: dict[str, Any]
+    accuracy: dict[str, Any]
+    quantize: str | None = None
+    verify: dict[str, Any] | None = None
+    simplify: dict[str, Any] | None = None
+    predicted: dict[str, Any] | None = None
+    measured: dict[str, Any] | None = None
+    refit: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportManifest:
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(f"not a tailorkit export manifest (schema {data.get('schema')!r})")
+        if data.get("version") != SCHEMA_VERSION:
+            raise ConfigError(f"export manifest version {data.get('version')!r} is not {SCHEMA_VERSION}")
+        names = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ConfigError(f"export manifest is missing fields ({exc})") from None
+
+    def model_file(self) -> str:
+        """The name of the model file (the first file listed)."""
+        if not self.files:
+            raise ConfigError("the export manifest lists no files")
+        return str(self.files[0]["name"])
+
+
+def runtime_versions() -> dict[str, str]:
+    versions = {"tailorkit": __version__, "python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def file_entry(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / name
+    return {"name": name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def read_manifest(folder: str | Path) -> ExportManifest:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ConfigError(f"export folder {str(folder)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{str(folder)!r} holds no {MANIFEST}; is it a `tailor export` folder?") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} is not a JSON object")
+    return ExportManifest.from_dict(data)
+
+
+def check_files(folder: str | Path, manifest: ExportManifest) -> list[str]:
+    """What differs between the folder and its manifest: missing files, changed sizes or checksums."""
+    folder = Path(folder)
+    problems = []
+    for entry in manifest.files:
+        name = str(entry.get("name", ""))
+        path = folder / name
+        if not name or Path(name).name != name:
+            problems.append(f"the manifest names a file outside the folder: {name!r}")
+        elif not path.is_file():
+            problems.append(f"{name}: missing")
+        elif path.stat().st_size != entry.get("bytes"):
+            problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {entry.get('bytes')}")
+        elif sha256_file(path) != entry.get("sha256"):
+            problems.append(f"{name}: sha256 differs from the manifest (the file was altered)")
+    return problems
+
+
+def check_output_dir(out: str | Path, force: bool = False) -> Path:
+    """Refuse, before any work, an output that cannot be written or would overwrite something."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {str(out)!r} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"output {str(out)!r} is not empty; pick another folder or pass --force to replace it")
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {str(parent)!r}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder {str(parent)!r} is not writable")
+    return out
+
+
+@contextmanager
+def staging_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds (an old ``out`` is
+    replaced only then, with ``force``); on any error it is removed and ``out`` is untouched."""
+    out = check_output_dir(out, force)
+    parent = out.resolve().parent
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    stage.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the finished folder private
+    try:
+        yield stage
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.replace(out, old / "previous")
+        try:
+            os.replace(stage, out)
+        except OSError:
+            if old is not None:
+                os.replace(old / "previous", out)  # put the previous export back
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def write_manifest(folder: Path, manifest: ExportManifest) -> Path:
+    path = folder / MANIFEST
+    try:
+        path.write_text(json.dumps(manifest.to_dict(), indent=2, allow_nan=False) + "\n")
+    except ValueError as exc:
+        raise ModelFormatError(f"the manifest holds a non-finite number: {exc}") from None
+    return path

@@ -1,0 +1,348 @@
+"""From a chosen arch to a verified, measured model file: the end of the loop.
+
+``export_arch`` builds the specialised subnet with trained weights (extracted from a supernet with batch-norm
+re-estimated for it, optionally fine-tuned; or trained from scratch), exports it in the runtime's format,
+runs the file in that runtime on the digits test split against torch, measures it on a device, optionally
+stores the measurement for the next predictor fit, and writes the folder with its manifest — all of it or
+nothing (see :mod:`tailorkit.export.manifest` for the schema).
+
+Two resolutions meet here. Latency tables and predictions are for the deployment input (OFA's ``r`` × ``r``);
+the digits weights were trained on ``r / 8`` pixel images (``supernet.at_resolution``). The exported file has
+the deployment shape — that is what is measured — and is verified at the digits shape: ONNX files get dynamic
+height and width, TFLite interpreters are resized.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailorkit.core.errors import ConfigError, TailorError
+from tailorkit.export.manifest import (
+    ExportManifest,
+    file_entry,
+    now,
+    runtime_versions,
+    staging_dir,
+    write_manifest,
+)
+from tailorkit.export.onnx import (
+    DEFAULT_SIMPLIFIER,
+    SIMPLIFIERS,
+    OnnxExporter,
+    check_onnx,
+    quantize_onnx_int8,
+    sha256_file,
+    simplify_onnx,
+)
+from tailorkit.export.verify import compare_outputs, run_batch
+from tailorkit.search.supernet import (
+    CHECKPOINT,
+    DigitsSplits,
+    accuracy,
+    at_resolution,
+    calibrated_subnet,
+    load_digits_splits,
+    load_supernet,
+    train_subnet,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "tflite")
+QUANTIZATIONS = ("int8",)
+FLOAT_MIN_AGREEMENT = 0.99
+INT8_MIN_AGREEMENT = 0.95
+FLOAT_MAX_ABS = 1e-3  # relative to max(1, |torch logits|): float runtimes differ from torch by ~1e-6
+CALIBRATION_IMAGES = 128
+Progress = Callable[[str], None]
+
+
+class ExportError(TailorError):
+    """The exported model does not behave like the torch model it came from."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``tailor export`` was asked for. ``supernet`` or ``train_epochs`` gives the weights: with a
+    supernet, ``train_epochs`` fine-tunes the extracted subnet; without one, it trains the subnet from scratch."""
+
+    fmt: str = "onnx"
+    quantize: str | None = None
+    device: str | None = None
+    verify: bool = True
+    simplifier: str | None = DEFAULT_SIMPLIFIER
+    supernet: str | Path | None = None
+    train_epochs: int = 0
+    seed: int = 0
+    min_agreement: float | None = None
+    refit: bool = False
+    store_url: str | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            hint = " (TVM libraries come with the tvm device)" if self.fmt == "tvm" else ""
+            raise ConfigError(f"unknown export format {self.fmt!r}; known: {', '.join(FORMATS)}{hint}")
+        if self.quantize is not None and self.quantize not in QUANTIZATIONS:
+            raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {self.quantize!r}")
+        if self.simplifier is not None and self.simplifier not in SIMPLIFIERS:
+            raise ConfigError(f"--simplify must be one of {', '.join(SIMPLIFIERS)} or none, got {self.simplifier!r}")
+        if self.train_epochs < 0:
+            raise ConfigError("--train-epochs must be >= 0")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise ConfigError("--min-agreement must be between 0 and 1")
+        if self.refit and self.device is None:
+            raise ConfigError("--refit stores the latency measured on --device; give a device")
+        if self.supernet is None and self.train_epochs == 0:
+            raise ConfigError("the exported model needs trained weights: give --supernet CKPT (a `tailor supernet "
+                              "train` folder) or --train-epochs N to train it on digits")
+
+    @property
+    def agreement_threshold(self) -> float:
+        if self.min_agreement is not None:
+            return self.min_agreement
+        return INT8_MIN_AGREEMENT if self.quantize else FLOAT_MIN_AGREEMENT
+
+
+def digits_space(space: Any) -> Any:
+    """The same space with the 10 digit classes (the tables' space has 1000, like ImageNet)."""
+    return type(space)(width=space.width, num_classes=10)
+
+
+def deploy_resolution(space: Any, arch: Any) -> int:
+    return int(space.input_shape(arch)[-1])
+
+
+# -------------------------------------------------------------------------------------------- weights
+
+
+def trained_subnet(space: Any, arch: Any, data: DigitsSplits, options: ExportOptions,
+                   progress: Progress | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The arch's module with trained weights, and where they came from (for the manifest)."""
+    r = deploy_resolution(space, arch)
+    if options.supernet is not None:
+        ckpt = Path(options.supernet)
+        net, config, _ = load_supernet(ckpt)
+        if config.space != space.name or float(config.width) != float(space.width):
+            raise ConfigError(f"supernet {str(ckpt)!r} is {config.space} width {config.width}; the arch is "
+                              f"{space.name} width {space.width}")
+        _say(progress, "extracting the subnet and re-estimating its batch norm")
+        module = calibrated_subnet(net, data, arch)
+        weights: dict[str, Any] = {"kind": "supernet", "checkpoint": str(ckpt),
+                                   "sha256": sha256_file(ckpt / CHECKPOINT), "bn_recalibrated": True,
+                                   "finetune_epochs": options.train_epochs}
+        if options.train_epochs:
+            _say(progress, f"fine-tuning {options.train_epochs} epochs on digits")
+            module = train_subnet(module, data, r, epochs=options.train_epochs, lr=0.01, seed=options.seed)
+    else:
+        _say(progress, f"training the subnet from scratch, {options.train_epochs} epochs on digits")
+        torch.manual_seed(options.seed)
+        module = train_subnet(digits_space(space).build(arch), data, r, epochs=options.train_epochs,
+                              seed=options.seed)
+        weights = {"kind": "trained", "epochs": options.train_epochs, "seed": options.seed}
+    return module.eval().to(memory_format=torch.contiguous_format), weights
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+def _write_model(module: torch.nn.Module, space: Any, arch: Any, data: DigitsSplits, folder: Path,
+                 options: ExportOptions, progress: Progress | None) -> tuple[str, dict[str, Any] | None]:
+    """The model file in ``folder`` (its name) and the simplification report."""
+    shape = space.input_shape(arch)
+    example = torch.randn(*shape)
+    r = deploy_resolution(space, arch)
+    gen = torch.Generator().manual_seed(options.seed)
+    rows = torch.randperm(len(data.train_y), generator=gen)[:CALIBRATION_IMAGES]
+    suffix = "-int8" if options.quantize else ""
+    if options.fmt == "onnx":
+        name = f"model{suffix}.onnx"
+        _say(progress, "exporting to ONNX")
+        float_path = folder / ("model-float.onnx" if options.quantize else name)
+        OnnxExporter().export(module, example, float_path, dynamic_spatial=True)
+        check_onnx(float_path)
+        simplified = None
+        if options.simplifier:
+            _say(progress, f"simplifying with {options.simplifier}")
+            simplified = simplify_onnx(float_path, options.simplifier).to_dict()
+            check_onnx(float_path)
+        if options.quantize:
+            _say(progress, "quantizing to int8 (static, per channel, QDQ)")
+            calibration = [at_resolution(data.train_x[i:i + 1], r).contiguous().numpy() for i in rows.tolist()]
+            quantize_onnx_int8(float_path, folder / name, calibration)
+            float_path.unlink()
+        return name, simplified
+    from tailorkit.export.tflite import TfliteExporter
+
+    name = f"model{suffix}.tflite"
+    _say(progress, "converting to TFLite" + (" int8" if options.quantize else ""))
+    calibration = [at_resolution(data.train_x[i:i + 1], r).contiguous() for i in rows.tolist()] \
+        if options.quantize else []
+    TfliteExporter().export(module, example, folder / name, quantize=options.quantize, calibration=calibration)
+    return name, None
+
+
+def _verify(module: torch.nn.Module, path: Path, r: int, data: DigitsSplits,
+            options: ExportOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Torch and the runtime on the digits test split: accuracy of both, and their agreement."""
+    x, y = data.split("test")
+    inputs = at_resolution(x, r).contiguous()
+    with torch.no_grad():
+        reference = torch.cat([module(inputs[i:i + 256]) for i in range(0, len(inputs), 256)]).numpy()
+    got = run_batch(path, options.fmt, inputs.numpy())
+    agreement = compare_outputs(reference, got)
+    labels = y.numpy()
+    acc = {"dataset": "scikit-learn digits", "split": "test", "n": int(len(labels)),
+           "input_shape": list(inputs.shape[1:]),
+           "torch": round(float((reference.argmax(1) == labels).mean()), 6),
+           "runtime": round(float((got.argmax(1) == labels).mean()), 6)}
+    max_abs = None if options.quantize else FLOAT_MAX_ABS * max(1.0, agreement.reference_scale)
+    passed = agreement.top1_agreement >= options.agreement_threshold and (
+        max_abs is None or agreement.max_abs_diff <= max_abs)
+    verify = {**agreement.to_dict(), "min_agreement": options.agreement_threshold,
+              "max_abs_tolerance": max_abs, "passed": passed}
+    return acc, verify
+
+
+def _measure(path: Path, shape: tuple[int, ...], device: str, config: Any) -> Any:
+    from tailorkit.profiler.api import profile
+
+    return profile(path, device, input_shapes={"input": shape}, config=config)
+
+
+def arch_key(space: Any, arch: Any) -> str:
+    return json.dumps(space.arch_to_dict(arch), sort_keys=True, separators=(",", ":"))
+
+
+def _refit(space: Any, arch: Any, measured: Any, options: ExportOptions, config: Any) -> dict[str, Any]:
+    from tailorkit.core.records import LatencyRecord
+    from tailorkit.profiler.api import models_table_name
+    from tailorkit.profiler.store import TableStore
+
+    url = options.store_url or config.store_url
+    table, key = models_table_name(space.name, space.width), arch_key(space, arch)
+    with TableStore(url) as store:
+        store.ensure_table(table, space.name, {"kind": "whole models", "width": space.width})
+        store.add(LatencyRecord(table=table, key=key, device=measured.device, settings=measured.settings,
+                                latency=measured.latency))
+    return {"store": url, "table": table, "key": key}
+
+
+def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, *,
+                source: Mapping[str, Any], predicted: Mapping[str, Any] | None = None, config: Any = None,
+                progress: Progress | None = None, data: DigitsSplits | None = None) -> ExportManifest:
+    """Export ``arch`` of ``space`` into the folder ``out`` (see the module docstring); returns the manifest.
+    A failed verification raises :class:`ExportError` after nothing was written."""
+    from tailorkit.core.config import load_config
+
+    if not space.buildable:
+        raise ConfigError(f"space {space.name!r} has no modules to export here (its latencies come from public "
+                          "tables)")
+    config = config or load_config()
+    if options.device is not None:
+        config.device(options.device)  # an unknown device fails before minutes of export work
+    data = data or load_digits_splits()
+    shape = tuple(space.input_shape(arch))
+    r = deploy_resolution(space, arch)
+    module, weights = trained_subnet(space, arch, data, options, progress)
+    with staging_dir(out, options.force) as stage:
+        name, simplified = _write_model(module, space, arch, data, stage, options, progress)
+        path = stage / name
+        acc, verify = {"torch": round(accuracy(module, data, r, "test"), 6)}, None
+        if options.verify:
+            _say(progress, f"verifying in {options.fmt} runtime on {len(data.test_y)} digits test images")
+            acc, verify = _verify(module, path, r, data, options)
+            if not verify["passed"]:
+                raise ExportError(
+                    f"the exported {options.fmt} model disagrees with torch: top-1 agreement "
+                    f"{verify['top1_agreement']:.4f} (need >= {verify['min_agreement']}), max |diff| "
+                    f"{verify['max_abs_diff']:.3g}" + (f" (tolerance {verify['max_abs_tolerance']:.3g})"
+                                                       if verify["max_abs_tolerance"] is not None else "")
+                    + "; nothing was written")
+        measured = refit = None
+        predicted_ms = (predicted or {}).get("latency_ms")
+        if options.device is not None:
+            _say(progress, f"measuring on {options.device}")
+            prof = _measure(path, shape, options.device, config)
+            mean = prof.latency.mean
+            measured = {"device": prof.device.name, "fingerprint": prof.device.fingerprint,
+                        "latency_ms": prof.latency.summary(), "input_shape": list(shape),
+                        "error_pct": (100.0 * (float(predicted_ms) - mean) / mean
+                                      if predicted_ms is not None and mean > 0 else None)}
+            if options.refit:
+                refit = _refit(space, arch, prof, options, config)
+        manifest = ExportManifest(
+            format=options.fmt, quantize=options.quantize,
+            space={"name": space.name, "width": space.width}, arch=space.arch_to_dict(arch),
+            input={"name": "input", "shape": list(shape), "layout": "NCHW", "dtype": "float32",
+                   "verified_shape": [1, *acc.get("input_shape", [])] if verify else None,
+                   "preprocessing": "digits standardised with the training mean/std, bilinear to r/8 px, "
+                                    "grey repeated to 3 channels"},
+            files=[file_entry(stage, name)], source=dict(source), weights=weights, accuracy=acc,
+            verify=verify, simplify=simplified, predicted=dict(predicted) if predicted else None,
+            measured=measured, refit=refit, versions=runtime_versions(), created=now())
+        write_manifest(stage, manifest)
+    return manifest
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    log.info("%s", message)
+    if progress is not None:
+        progress(message)
+
+
+# ------------------------------------------------------------------------------------------ front doors
+
+
+def predicted_for(result: Any, options: ExportOptions) -> dict[str, Any] | None:
+    """The search result's predicted latency, with what it is a prediction of."""
+    ms = result.best.get("latency_ms")
+    if ms is None:
+        return None
+    entry: dict[str, Any] = {"latency_ms": float(ms), "source": result.latency_source}
+    if result.predictor and result.predictor.get("device"):
+        entry["device"] = result.predictor["device"]
+    if options.quantize:
+        entry["note"] = "predicted for the float32 model; the latency source was measured in float32"
+    return entry
+
+
+def export_search_result(path: str | Path, out: str | Path, options: ExportOptions, *, config: Any = None,
+                         progress: Progress | None = None) -> ExportManifest:
+    from tailorkit.search.api import build_best, load_search_result
+
+    result = load_search_result(path)
+    space, arch = build_best(result)
+    source = {"kind": "search-result", "path": str(path), "sha256": sha256_file(Path(path))}
+    return export_arch(space, arch, out, options, source=source, predicted=predicted_for(result, options),
+                       config=config, progress=progress)
+
+
+def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]:
+    """A predictor file's latency for one arch (the ``--space --arch`` form of export)."""
+    from tailorkit.search.api import latency_source
+
+    source, info = latency_source(space, predictor)
+    ms = float(np.asarray(source(space.genes([arch])))[0])
+    return {"latency_ms": ms, "source": source.description, **({"device": info["device"]} if info else {})}
+
+
+
+def rerun_accuracy(folder: str | Path, manifest: ExportManifest) -> float:
+    """The exported file's digits test accuracy, run again in its runtime (``tailor verify``)."""
+    data = load_digits_splits()
+    x, y = data.split("test")
+    shape = manifest.input.get("verified_shape") or manifest.input["shape"]
+    inputs = at_resolution(x, int(manifest.input["shape"][-1])).contiguous()
+    if list(inputs.shape[1:]) != list(shape[1:]):
+        raise ConfigError(f"the manifest's verified input {shape} is not the digits input {list(inputs.shape)}")
+    got = run_batch(Path(folder) / manifest.model_file(), manifest.format, inputs.numpy())
+    return float((got.argmax(1) == y.numpy()).mean())

@@ -1,0 +1,305 @@
+"""`tailor export`: the searched subnet with trained weights as ONNX / TFLite, verified in its runtime on the
+digits test split, measured, with a manifest — written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tailorkit.core.errors import ConfigError, ModelFormatError, TailorError
+from tailorkit.export.manifest import check_files, read_manifest
+from tailorkit.export.verify import compare_outputs, run_batch
+from tailorkit.profiler.api import models_table_name, profile
+from tailorkit.profiler.store import TableStore
+from tailorkit.search.api import SearchResult
+from tailorkit.search.specialize import ExportError, ExportOptions, export_arch, export_search_result
+from tailorkit.search.supernet import SupernetConfig, at_resolution, load_digits_splits, train_supernet
+from tailorkit.spaces import MnasNetSpace, OFAMobileNetV3Space, SPOSSpace
+from tests.conftest import run_cli
+
+DATA = load_digits_splits()
+OFA = OFAMobileNetV3Space(width=1.0)
+# a small, fast arch at 128 px (16 px digits): kernels and expands mixed so every elastic part is exercised
+ARCH = OFA.arch_from_dict({"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 2, 3, 2, 2], "r": 128})
+
+
+@pytest.fixture(scope="module")
+def ofa_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ckpt = tmp_path_factory.mktemp("sn") / "ofa"
+    train_supernet(SupernetConfig(epochs=1, steps_per_epoch=25, subnets_per_step=1, seed=0), ckpt, data=DATA)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def spos_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ckpt = tmp_path_factory.mktemp("sn") / "spos"
+    train_supernet(SupernetConfig(space="spos", epochs=1, steps_per_epoch=15, subnets_per_step=1, seed=0), ckpt,
+                   data=DATA)
+    return ckpt
+
+
+def _export(out: Path, ckpt: Path | None, space=OFA, arch=ARCH, **options) -> object:  # noqa: ANN001
+    return export_arch(space, arch, out, ExportOptions(supernet=ckpt, **options), source={"kind": "arch"},
+                       predicted={"latency_ms": 2.0, "source": "test"}, data=DATA)
+
+
+def test_onnx_export_runs_like_torch_and_writes_a_complete_manifest(ofa_supernet: Path, tmp_path: Path) -> None:
+    manifest = _export(tmp_path / "out", ofa_supernet)
+    folder = tmp_path / "out"
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx"]
+    data = json.loads((folder / "manifest.json").read_text())
+    assert data["schema"] == "tailorkit.export-manifest" and data["version"] == 1
+    assert data["format"] == "onnx" and data["quantize"] is None
+    assert data["space"] == {"name": "ofa-mbv3", "width": 1.0} and data["arch"] == OFA.arch_to_dict(ARCH)
+    assert data["input"]["shape"] == [1, 3, 128, 128] and data["input"]["verified_shape"] == [1, 3, 16, 16]
+    assert data["weights"]["kind"] == "supernet" and data["weights"]["bn_recalibrated"] is True
+    assert data["verify"]["passed"] and data["verify"]["top1_agreement"] >= 0.99
+    assert data["verify"]["max_abs_diff"] <= data["verify"]["max_abs_tolerance"]
+    assert data["accuracy"]["runtime"] == data["accuracy"]["torch"] and data["accuracy"]["n"] == 270
+    assert data["simplify"]["tool"] == "onnxsim" and data["simplify"]["nodes_after"] <= data["simplify"]["nodes_before"]
+    assert {"tailorkit", "torch", "onnx", "onnxruntime"} <= set(data["versions"])
+    assert data["predicted"]["latency_ms"] == 2.0 and data["measured"] is None
+    assert check_files(folder, manifest) == []
+    # the same file runs at the deployment shape (what devices measure) and at the digits shape (verified)
+    for shape in ((1, 3, 128, 128), (1, 3, 16, 16)):
+        assert run_batch(folder / "model.onnx", "onnx", np.zeros(shape, np.float32)).shape == (1, 10)
+
+
+def test_altered_file_is_detected_and_verify_command_fails(ofa_supernet: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    _export(folder, ofa_supernet, simplifier=None)
+    ok = run_cli("verify", str(folder))
+    assert ok.returncode == 0, ok.stderr
+    assert "as recorded" in ok.stdout
+    model = folder / "model.onnx"
+    blob = bytearray(model.read_bytes())
+    blob[-1] ^= 0xFF
+    model.write_bytes(bytes(blob))
+    problems = check_files(folder, read_manifest(folder))
+    assert problems == ["model.onnx: sha256 differs from the manifest (the file was altered)"]
+    bad = run_cli("verify", str(folder))
+    assert bad.returncode == 1 and "error: " in bad.stderr and "altered" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_tflite_export_agrees_with_torch(ofa_supernet: Path, tmp_path: Path) -> None:
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
+    manifest = _export(tmp_path / "tfl", ofa_supernet, fmt="tflite", device="litert")
+    assert manifest.files[0]["name"] == "model.tflite"
+    assert manifest.verify["passed"] and manifest.verify["top1_agreement"] >= 0.99
+    assert manifest.measured["device"] == "litert" and manifest.measured["latency_ms"]["mean"] > 0
+    expected_error = 100 * (2.0 - manifest.measured["latency_ms"]["mean"]) / manifest.measured["latency_ms"]["mean"]
+    assert manifest.measured["error_pct"] == pytest.approx(expected_error)
+    assert "litert-torch" in manifest.versions and "ai-edge-litert" in manifest.versions
+
+
+def test_int8_onnx_is_smaller_and_still_agrees(ofa_supernet: Path, tmp_path: Path) -> None:
+    float_ = _export(tmp_path / "f", ofa_supernet)
+    # the fixture's supernet is barely trained: near-uniform logits flip under any rounding, so the subnet is
+    # fine-tuned first (which also exercises --train-epochs with --supernet)
+    int8 = _export(tmp_path / "q", ofa_supernet, quantize="int8", train_epochs=3)
+    assert int8.weights["finetune_epochs"] == 3 and int8.accuracy["torch"] > 0.5
+    assert int8.files[0]["name"] == "model-int8.onnx"
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["manifest.json", "model-int8.onnx"]
+    assert int8.files[0]["bytes"] < 0.5 * float_.files[0]["bytes"]
+    assert int8.verify["passed"] and int8.verify["top1_agreement"] >= 0.95
+    assert int8.verify["max_abs_tolerance"] is None  # int8 logits differ by design; agreement is the check
+    assert int8.predicted["latency_ms"] == 2.0
+
+
+@pytest.mark.slow
+def test_int8_tflite_calibrates_at_the_digits_shape(ofa_supernet: Path, tmp_path: Path) -> None:
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
+    manifest = _export(tmp_path / "q", ofa_supernet, fmt="tflite", quantize="int8", train_epochs=3)
+    assert manifest.verify["passed"] and manifest.verify["top1_agreement"] >= 0.95
+    # int8 in and out: the runner quantizes the float input with the file's own scale
+    got = run_batch(tmp_path / "q" / "model-int8.tflite", "tflite",
+                    at_resolution(DATA.test_x[:4], 128).contiguous().numpy())
+    assert got.dtype == np.float32 and got.shape == (4, 10)
+
+
+def test_spos_supernet_export_agrees(spos_supernet: Path, tmp_path: Path) -> None:
+    space = SPOSSpace()
+    arch = space.sample(np.random.default_rng(3))
+    manifest = _export(tmp_path / "spos", spos_supernet, space=space, arch=arch)
+    assert manifest.space["name"] == "spos" and manifest.input["shape"] == [1, 3, 224, 224]
+    assert manifest.verify["passed"] and manifest.verify["top1_agreement"] >= 0.99
+
+
+def test_space_without_supernet_trains_the_subnet_from_scratch(tmp_path: Path) -> None:
+    space = MnasNetSpace()
+    arch = space.sample(np.random.default_rng(0))
+    manifest = _export(tmp_path / "mnas", None, space=space, arch=arch, train_epochs=2)
+    assert manifest.weights == {"kind": "trained", "epochs": 2, "seed": 0}
+    assert manifest.verify["passed"]
+    assert manifest.accuracy["torch"] > 0.3  # two epochs on digits, far above the 0.1 of chance
+
+
+def test_measured_latency_is_stored_for_the_next_calibration(ofa_supernet: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    manifest = _export(tmp_path / "m", ofa_supernet, device="cpu", refit=True, store_url=url)
+    assert manifest.refit["table"] == models_table_name("ofa-mbv3", 1.0)
+    with TableStore(url) as store:
+        table = store.table(manifest.refit["table"], device="cpu")
+    assert list(table.entries) == [manifest.refit["key"]]
+    assert OFA.arch_from_dict(json.loads(manifest.refit["key"])) == ARCH
+    assert table.entries[manifest.refit["key"]].mean == pytest.approx(manifest.measured["latency_ms"]["mean"])
+
+
+def test_search_result_is_exported_with_its_prediction(ofa_supernet: Path, tmp_path: Path) -> None:
+    result = SearchResult(space={"name": "ofa-mbv3", "width": 1.0}, strategy={"name": "random"},
+                          reward={"name": "mnasnet-soft", "target_ms": 3.0}, budget=10, seed=0, evaluations=10,
+                          resumed_from=0, seconds=0.1, latency_source="lut predictor (cpu)", accuracy_source=None,
+                          best={"arch": OFA.arch_to_dict(ARCH), "reward": 1.0, "latency_ms": 2.5, "accuracy": None},
+                          pareto=[], curve=[], predictor={"kind": "lut", "device": "cpu"})
+    path = result.save(tmp_path / "result.json")
+    manifest = export_search_result(path, tmp_path / "out", ExportOptions(supernet=ofa_supernet, simplifier=None))
+    assert manifest.source["kind"] == "search-result" and len(manifest.source["sha256"]) == 64
+    assert manifest.predicted == {"latency_ms": 2.5, "source": "lut predictor (cpu)", "device": "cpu"}
+    assert manifest.arch == OFA.arch_to_dict(ARCH)
+
+
+def test_failed_verification_writes_nothing(ofa_supernet: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailorkit.search.specialize as specialize
+
+    def wrong(path: Path, fmt: str, inputs: np.ndarray) -> np.ndarray:
+        return np.tile(np.eye(10, dtype=np.float32)[3], (len(inputs), 1))  # always "3"
+
+    monkeypatch.setattr(specialize, "run_batch", wrong)
+    with pytest.raises(ExportError, match="disagrees with torch.*nothing was written"):
+        _export(tmp_path / "out", ofa_supernet, simplifier=None)
+    assert list(tmp_path.iterdir()) == []  # no output, no staging folder left behind
+
+
+def test_existing_output_is_kept_unless_forced(ofa_supernet: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        _export(out, ofa_supernet, simplifier=None)
+    assert (out / "keep.txt").read_text() == "mine"
+    _export(out, ofa_supernet, simplifier=None, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"fmt": "coreml"}, "unknown export format 'coreml'"),
+    ({"fmt": "tvm"}, "tvm device"),
+    ({"quantize": "fp16"}, "--quantize must be one of int8"),
+    ({"simplifier": "magic"}, "--simplify must be one of"),
+    ({"supernet": None}, "needs trained weights"),
+    ({"refit": True}, "--refit stores the latency measured on --device"),
+    ({"min_agreement": 1.5}, "--min-agreement must be between 0 and 1"),
+])
+def test_bad_options_are_refused_before_any_work(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ExportOptions(**{"supernet": "ckpt", **options})
+
+
+def test_bad_inputs_give_clear_errors(ofa_supernet: Path, tmp_path: Path) -> None:
+    from tailorkit.spaces import NB201Space
+
+    nb201 = NB201Space()
+    with pytest.raises(ConfigError, match="no modules to export"):
+        _export(tmp_path / "a", ofa_supernet, space=nb201, arch=nb201.sample(np.random.default_rng(0)))
+    with pytest.raises(ConfigError, match="supernet .* is ofa-mbv3 width 1.0; the arch is ofa-mbv3 width 1.2"):
+        wide = OFAMobileNetV3Space(width=1.2)
+        _export(tmp_path / "b", ofa_supernet, space=wide, arch=wide.smallest(128))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot create|not a directory"):
+        _export(blocker / "sub" / "out", ofa_supernet)
+    with pytest.raises(TailorError, match="unknown device 'nope'"):
+        _export(tmp_path / "c", ofa_supernet, device="nope")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_cli_refuses_bad_input_without_traceback(ofa_supernet: Path, tmp_path: Path) -> None:
+    other = tmp_path / "nb201.json"
+    nb = SearchResult(space={"name": "nb201"}, strategy={"name": "random"}, reward={"name": "mnasnet-soft"},
+                      budget=1, seed=0, evaluations=1, resumed_from=0, seconds=0.1, latency_source="help",
+                      accuracy_source=None, best={"arch": {"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"},
+                                                  "reward": 1.0, "latency_ms": 1.0, "accuracy": None},
+                      pareto=[], curve=[])
+    nb.save(other)
+    cases = [
+        (["export", str(other), "--supernet", str(ofa_supernet), "-o", str(tmp_path / "o1")], "no modules to export"),
+        (["export", "--space", "ofa-mbv3", "--arch", '{"ks": [9], "e": [3], "d": [2], "r": 128}', "--supernet",
+          str(ofa_supernet), "-o", str(tmp_path / "o2")], "error: "),
+        (["export", "--space", "ofa-mbv3", "--arch", json.dumps(OFA.arch_to_dict(ARCH)), "--format", "onnx2",
+          "--supernet", str(ofa_supernet), "-o", str(tmp_path / "o3")], "unknown export format"),
+        (["export", str(tmp_path / "missing.json"), "--supernet", str(ofa_supernet), "-o", str(tmp_path / "o4")],
+         "does not exist"),
+        (["verify", str(tmp_path / "nowhere")], "does not exist"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb201.json"]
+
+
+def test_cli_export_measures_and_calibration_learns_from_stored_runs(ofa_supernet: Path, tmp_path: Path) -> None:
+    from tailorkit.core.records import Latency
+    from tailorkit.core.table import LatencyTable
+    from tailorkit.predictors.lut import LutSumPredictor
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    other = OFA.arch_from_dict({**OFA.arch_to_dict(ARCH), "d": [3, 3, 3, 3, 3]})
+    for i, arch in enumerate((ARCH, other)):
+        proc = run_cli("export", "--space", "ofa-mbv3", "--arch", json.dumps(OFA.arch_to_dict(arch)), "--supernet",
+                       str(ofa_supernet), "--device", "cpu", "--refit", "--db", db, "--no-verify",
+                       "-o", str(tmp_path / f"e{i}"))
+        assert proc.returncode == 0, proc.stderr
+        assert "measured on cpu" in proc.stdout and "not verified" in proc.stdout
+    # a lookup-table predictor over every op at 128 px, corrected on the two stored runs alone
+    table = LatencyTable("t", {op.key: Latency(mean=0.05, std=0.0, n=1) for op in OFA.all_ops(128)},
+                         space="ofa-mbv3")
+    pred_path = LutSumPredictor(table, device="cpu").save(tmp_path / "lut.tlp")
+    proc = run_cli("predictor", "calibrate", str(pred_path), "--device", "cpu", "--n", "0", "--stored", "--db", db,
+                   "-o", str(tmp_path / "cal.tlp"))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 whole model(s) from the store, 0 measured now" in proc.stdout
+
+
+def test_litert_device_measures_tflite_and_refuses_onnx(tmp_path: Path, small_onnx: Path) -> None:
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
+    from tailorkit.export.tflite import TfliteExporter
+
+    module = OFA.build(OFA.smallest(128)).eval()
+    artifact = TfliteExporter().export(module, torch.randn(1, 3, 128, 128), tmp_path / "m.tflite")
+    prof = profile(artifact.path, "litert")
+    assert prof.device.kind == "litert" and prof.device.runtime == "ai-edge-litert" and prof.latency.mean > 0
+    assert prof.input_shapes == {"input": (1, 3, 128, 128)}
+    with pytest.raises(ConfigError, match="runs tflite models.*export it with --format tflite"):
+        profile(small_onnx, "litert")
+    with pytest.raises(ConfigError, match="runs onnx models"):
+        profile(artifact.path, "cpu")
+    with pytest.raises(ModelFormatError, match="not a TFLite model"):
+        (tmp_path / "bad.tflite").write_bytes(b"garbage")
+        profile(tmp_path / "bad.tflite", "litert")
+
+
+def test_compare_outputs() -> None:
+    ref = np.array([[1.0, 2.0], [3.0, 0.0]])
+    agreement = compare_outputs(ref, ref + np.array([[0.0, 0.5], [-4.0, 0.0]]))
+    assert agreement.top1_agreement == 0.5 and agreement.max_abs_diff == 4.0 and agreement.reference_scale == 3.0
+    with pytest.raises(ModelFormatError, match="shape"):
+        compare_outputs(ref, ref[:1])
+    with pytest.raises(ModelFormatError, match="NaN"):
+        compare_outputs(ref, ref * np.nan)
+
+
+def test_output_folder_permissions_follow_the_umask(ofa_supernet: Path, tmp_path: Path) -> None:
+    _export(tmp_path / "out", ofa_supernet, simplifier=None, verify=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
