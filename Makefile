@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,export,tflite]'
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
@@ -29,10 +29,15 @@ demo: $(STAMP)
 	$(BIN)/tailor table export ofa-mbv3-w1.2-r160 --db $(DB) -o out/ofa-mbv3-w1.2-r160.yaml
 	$(BIN)/tailor predictor train --kind lut --table ofa-mbv3-w1.2-r160 --db $(DB) -o out/lut-w1.2-r160.tlp
 	$(BIN)/tailor predictor predict out/lut-w1.2-r160.tlp --width 1.2 --arch '$(LARGEST_160)' --arch '$(SMALLEST_160)'
-	$(BIN)/tailor supernet train --space ofa-mbv3 --epochs 4 -o out/supernet
-	$(BIN)/tailor supernet accuracy out/supernet --n 40 -o out/accuracy.tlp
+	$(BIN)/tailor supernet train --space ofa-mbv3 --width 1.2 --epochs 4 -o out/supernet-w1.2
+	$(BIN)/tailor supernet accuracy out/supernet-w1.2 --n 40 -o out/accuracy.tlp
 	$(BIN)/tailor search --space ofa-mbv3 --width 1.2 --predictor out/lut-w1.2-r160.tlp --accuracy out/accuracy.tlp \
-	  --latency-ratio 0.6 --strategy evolution --budget 20000 --device cpu --export onnx -o out/search.json
+	  --latency-ratio 0.6 --strategy evolution --budget 20000 --device cpu -o out/search.json
+	$(BIN)/tailor export out/search.json --supernet out/supernet-w1.2 --format onnx --device cpu --refit --db $(DB) \
+	  --force -o out/export-onnx
+	$(BIN)/tailor export out/search.json --supernet out/supernet-w1.2 --format tflite --device litert --force \
+	  -o out/export-tflite
+	$(BIN)/tailor verify out/export-onnx
 
 test: $(STAMP)
 	$(BIN)/lint-imports

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tailorkit.core.errors import ConfigError, ModelFormatError, TailorError
 from tailorkit.export.manifest import check_files, read_manifest
@@ -88,7 +87,7 @@ def test_altered_file_is_detected_and_verify_command_fails(ofa_supernet: Path, t
 
 
 @pytest.mark.slow
-def test_tflite_export_agrees_with_torch(ofa_supernet: Path, tmp_path: Path) -> None:
+def test_tflite_export_agrees_with_torch(ofa_supernet: Path, tmp_path: Path, small_onnx: Path) -> None:
     pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
     manifest = _export(tmp_path / "tfl", ofa_supernet, fmt="tflite", device="litert")
     assert manifest.files[0]["name"] == "model.tflite"
@@ -97,6 +96,18 @@ def test_tflite_export_agrees_with_torch(ofa_supernet: Path, tmp_path: Path) -> 
     expected_error = 100 * (2.0 - manifest.measured["latency_ms"]["mean"]) / manifest.measured["latency_ms"]["mean"]
     assert manifest.measured["error_pct"] == pytest.approx(expected_error)
     assert "litert-torch" in manifest.versions and "ai-edge-litert" in manifest.versions
+    # the litert device runs .tflite files and nothing else; the ONNX Runtime device the reverse
+    path = tmp_path / "tfl" / "model.tflite"
+    prof = profile(path, "litert")
+    assert prof.device.kind == "litert" and prof.device.runtime == "ai-edge-litert" and prof.latency.mean > 0
+    assert prof.input_shapes == {"input": (1, 3, 128, 128)}
+    with pytest.raises(ConfigError, match="runs tflite models.*export it with --format tflite"):
+        profile(small_onnx, "litert")
+    with pytest.raises(ConfigError, match="runs onnx models"):
+        profile(path, "cpu")
+    (tmp_path / "bad.tflite").write_bytes(b"garbage")
+    with pytest.raises(ModelFormatError, match="not a TFLite model"):
+        profile(tmp_path / "bad.tflite", "litert")
 
 
 def test_int8_onnx_is_smaller_and_still_agrees(ofa_supernet: Path, tmp_path: Path) -> None:
@@ -219,6 +230,8 @@ def test_bad_inputs_give_clear_errors(ofa_supernet: Path, tmp_path: Path) -> Non
         _export(blocker / "sub" / "out", ofa_supernet)
     with pytest.raises(TailorError, match="unknown device 'nope'"):
         _export(tmp_path / "c", ofa_supernet, device="nope")
+    with pytest.raises(ConfigError, match="device 'litert' runs tflite models, not onnx"):
+        _export(tmp_path / "d", ofa_supernet, device="litert")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
@@ -254,7 +267,8 @@ def test_cli_export_measures_and_calibration_learns_from_stored_runs(ofa_superne
 
     db = f"sqlite:///{tmp_path / 'store.db'}"
     other = OFA.arch_from_dict({**OFA.arch_to_dict(ARCH), "d": [3, 3, 3, 3, 3]})
-    for i, arch in enumerate((ARCH, other)):
+    _export(tmp_path / "e0", ofa_supernet, device="cpu", refit=True, store_url=db, verify=False)
+    for i, arch in [(1, other)]:
         proc = run_cli("export", "--space", "ofa-mbv3", "--arch", json.dumps(OFA.arch_to_dict(arch)), "--supernet",
                        str(ofa_supernet), "--device", "cpu", "--refit", "--db", db, "--no-verify",
                        "-o", str(tmp_path / f"e{i}"))
@@ -268,24 +282,6 @@ def test_cli_export_measures_and_calibration_learns_from_stored_runs(ofa_superne
                    "-o", str(tmp_path / "cal.tlp"))
     assert proc.returncode == 0, proc.stderr
     assert "2 whole model(s) from the store, 0 measured now" in proc.stdout
-
-
-def test_litert_device_measures_tflite_and_refuses_onnx(tmp_path: Path, small_onnx: Path) -> None:
-    pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
-    from tailorkit.export.tflite import TfliteExporter
-
-    module = OFA.build(OFA.smallest(128)).eval()
-    artifact = TfliteExporter().export(module, torch.randn(1, 3, 128, 128), tmp_path / "m.tflite")
-    prof = profile(artifact.path, "litert")
-    assert prof.device.kind == "litert" and prof.device.runtime == "ai-edge-litert" and prof.latency.mean > 0
-    assert prof.input_shapes == {"input": (1, 3, 128, 128)}
-    with pytest.raises(ConfigError, match="runs tflite models.*export it with --format tflite"):
-        profile(small_onnx, "litert")
-    with pytest.raises(ConfigError, match="runs onnx models"):
-        profile(artifact.path, "cpu")
-    with pytest.raises(ModelFormatError, match="not a TFLite model"):
-        (tmp_path / "bad.tflite").write_bytes(b"garbage")
-        profile(tmp_path / "bad.tflite", "litert")
 
 
 def test_compare_outputs() -> None:

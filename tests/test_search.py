@@ -368,11 +368,13 @@ def test_cli_search_end_to_end(ofa_files: dict, tmp_path: Path) -> None:
     out = tmp_path / "res.json"
     proc = run_cli("search", "--space", "ofa-mbv3", "--latency-ms", f"{ofa_files['target']:.4f}",
                    "--predictor", str(ofa_files["lut"]), "--accuracy", str(ofa_files["acc"]), "--budget", "1500",
-                   "--strategy", "evolution", "--preset", "hat", "--export", "onnx", "-o", str(out))
+                   "--strategy", "evolution", "--preset", "hat", "--export", "onnx", "--train-epochs", "1",
+                   "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["strategy"]["preset"] == "hat" and data["evaluations"] == 1500
     assert Path(data["export"]["path"]).is_file() and data["export"]["path"].endswith(".onnx")
+    assert data["export"]["weights"] == "trained" and Path(data["export"]["manifest"]).parent == tmp_path / "res-onnx"
     arch_line = next(line for line in proc.stdout.splitlines() if line.startswith("{"))
     assert json.loads(arch_line) == data["best"]["arch"]
 

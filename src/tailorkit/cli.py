@@ -898,17 +898,22 @@ def search_cmd(
                                                "(closed loop); the predictor must be for it.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file: written during the search, resumed "
                                                          "when it exists.")] = None,
-    export: Annotated[str | None, typer.Option(help="Export the winner: onnx (written next to -o).")] = None,
+    export: Annotated[str | None, typer.Option(help="Export the winner (onnx or tflite) into the folder "
+                                                    "<output>-<format>/, as `tailor export` does.")] = None,
+    supernet: Annotated[Path | None, typer.Option(help="With --export: supernet checkpoint with the weights.")] = None,
+    train_epochs: Annotated[int, typer.Option(help="With --export: epochs on digits (fine-tune, or train from "
+                                                   "scratch without --supernet).")] = 0,
     config_path: ConfigOpt = None,
 ) -> None:
     """Hardware-aware architecture search against a latency predictor, then the winner measured on the device."""
-    from tailorkit.search.api import export_result, measure_result, plan_search
+    from tailorkit.search.api import build_best, measure_result, plan_search
     from tailorkit.search.rewards import REWARD_NAMES
+    from tailorkit.search.specialize import ExportOptions, export_arch, predicted_for
 
     if reward not in REWARD_NAMES:
         raise ConfigError(f"unknown reward {reward!r}; known: {', '.join(REWARD_NAMES)}")
-    if export is not None and export != "onnx":
-        raise ConfigError(f"unknown export format {export!r} for search; use onnx (or `tailor export` later)")
+    export_options = ExportOptions(fmt=export, supernet=supernet, train_epochs=train_epochs, force=True) \
+        if export is not None else None  # bad formats and missing weights fail before the search runs
     if output.is_dir():
         raise ConfigError(f"output {str(output)!r} is a directory; give a .json file")
     config = load_config(config_path)
@@ -938,9 +943,17 @@ def search_cmd(
         m = result.measured or {}
         out.print(f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms (predicted {m['predicted_ms']:.4g} "
                   f"ms, error {m['error_pct']:+.1f} %)", highlight=False)
-    if export is not None:
-        result = export_result(result, export, output.with_suffix(f".{export}"))
-        out.print(f"exported {result.export['path']}")  # type: ignore[index]
+    if export_options is not None:
+        folder = output.with_name(f"{output.stem}-{export_options.fmt}")
+        space_obj, arch_obj = build_best(result)
+        manifest = export_arch(space_obj, arch_obj, folder, export_options, source={"kind": "search"},
+                               predicted=predicted_for(result, export_options), config=config,
+                               progress=lambda m: err.print(f"[dim]…[/dim] {m}"))
+        result = result.with_changes(export={
+            "format": manifest.format, "path": str(folder / manifest.model_file()),
+            "sha256": manifest.files[0]["sha256"], "manifest": str(folder / "manifest.json"),
+            "weights": manifest.weights["kind"]})
+        _print_manifest(manifest, folder)
     result.save(output)
     out.print(f"search result saved to {output}")
 

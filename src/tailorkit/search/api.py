@@ -19,7 +19,7 @@ SearchResult file (JSON, ``schema`` = ``tailorkit.search-result``, ``version`` 1
     measured       {device, latency_ms: {mean, std, median, …}, predicted_ms, error_pct} | null
     pareto         [{arch, latency_ms, accuracy}]     the latency/accuracy front of everything evaluated
     curve          [[evaluations, best reward]]       best reward so far, ~100 points
-    export         {format, path, sha256} | null
+    export         {format, path, sha256, manifest, weights} | null   (`--export`: see tailor export)
     created, tailorkit                               when, and by which version
 """
 
@@ -374,20 +374,3 @@ def measure_result(result: SearchResult, device: str, *, config: Any = None) -> 
         "device": prof.device.name, "latency_ms": prof.latency.summary(), "predicted_ms": predicted,
         "error_pct": 100.0 * (predicted - measured) / measured if measured > 0 else None,
         "input_shape": list(shape)})
-
-
-def export_result(result: SearchResult, fmt: str, path: str | Path) -> SearchResult:
-    """The winning arch as a model file (ONNX here; the export issue adds TFLite and TVM). Weights are a fresh
-    initialisation: the latency of an arch does not depend on them."""
-    import torch
-
-    from tailorkit.export.onnx import OnnxExporter
-
-    if fmt != "onnx":
-        raise ConfigError(f"search can hand its winner to the onnx exporter; {fmt!r} is not available here")
-    space, arch = build_best(result)
-    if not space.buildable:
-        raise ConfigError(f"space {space.name!r} has no modules to export here")
-    artifact = OnnxExporter().export(space.build(arch), torch.randn(*space.input_shape(arch)), path)
-    return result.with_changes(export={"format": fmt, "path": artifact.path, "sha256": artifact.checksum,
-                                       "weights": "fresh initialisation (latency does not depend on them)"})

@@ -247,8 +247,14 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
         raise ConfigError(f"space {space.name!r} has no modules to export here (its latencies come from public "
                           "tables)")
     config = config or load_config()
-    if options.device is not None:
-        config.device(options.device)  # an unknown device fails before minutes of export work
+    if options.device is not None:  # an unknown or mismatched device fails before minutes of export work
+        from tailorkit.devices import create_device
+
+        runs = create_device(config.device(options.device)).model_format
+        if runs != options.fmt:
+            raise ConfigError(f"device {options.device!r} runs {runs} models, not {options.fmt}; export with "
+                              f"--format {runs} or measure on a device that runs {options.fmt} (e.g. "
+                              f"{'litert' if options.fmt == 'tflite' else 'cpu'})")
     data = data or load_digits_splits()
     shape = tuple(space.input_shape(arch))
     r = deploy_resolution(space, arch)
