@@ -1047,6 +1047,8 @@ def _print_manifest(manifest: Any, folder: Path) -> None:
         line = f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms"
         if predicted and m.get("error_pct") is not None:
             line += f" (predicted {predicted['latency_ms']:.4g} ms, error {m['error_pct']:+.1f} %)"
+        elif m.get("note"):
+            line += f" ({m['note']})"
         out.print(line, highlight=False)
     elif predicted:
         out.print(f"predicted latency {predicted['latency_ms']:.4g} ms ({predicted['source']})", highlight=False)

@@ -35,7 +35,8 @@ def _litert_torch() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for noisy in ("torchao", "torch.utils._pytree", "absl", "jax._src.xla_bridge"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    module = optional_import("litert_torch", "tflite", "the TFLite exporter")
+    with _captured_fd_output():  # absl and oneDNN announce themselves on stderr at import
+        module = optional_import("litert_torch", "tflite", "the TFLite exporter")
     module.config.show_progress = False
     return module
 

@@ -279,10 +279,14 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
             _say(progress, f"measuring on {options.device}")
             prof = _measure(path, shape, options.device, config)
             mean = prof.latency.mean
+            predicted_device = (predicted or {}).get("device")
+            comparable = predicted_ms is not None and mean > 0 and predicted_device in (None, prof.device.name)
             measured = {"device": prof.device.name, "fingerprint": prof.device.fingerprint,
                         "latency_ms": prof.latency.summary(), "input_shape": list(shape),
-                        "error_pct": (100.0 * (float(predicted_ms) - mean) / mean
-                                      if predicted_ms is not None and mean > 0 else None)}
+                        "error_pct": 100.0 * (float(predicted_ms) - mean) / mean if comparable else None}
+            if predicted_ms is not None and not comparable:
+                measured["note"] = (f"the prediction is for device {predicted_device!r}, so no error against "
+                                    f"it is computed")
             if options.refit:
                 refit = _refit(space, arch, prof, options, config)
         manifest = ExportManifest(
