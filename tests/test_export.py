@@ -130,10 +130,14 @@ def test_int8_tflite_calibrates_at_the_digits_shape(ofa_supernet: Path, tmp_path
     pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
     manifest = _export(tmp_path / "q", ofa_supernet, fmt="tflite", quantize="int8", train_epochs=3)
     assert manifest.verify["passed"] and manifest.verify["top1_agreement"] >= 0.95
-    # int8 in and out: the runner quantizes the float input with the file's own scale
+    # int8 in and out: the runner quantizes the float input with the file's own scale and dequantizes outputs
+    from tailorkit.export.tflite import _interpreter
+
+    detail = _interpreter(tmp_path / "q" / "model-int8.tflite", 1).get_input_details()[0]
+    assert detail["dtype"] == np.int8 and detail["quantization"][0] > 0
     got = run_batch(tmp_path / "q" / "model-int8.tflite", "tflite",
                     at_resolution(DATA.test_x[:4], 128).contiguous().numpy())
-    assert got.dtype == np.float32 and got.shape == (4, 10)
+    assert got.dtype == np.float32 and got.shape == (4, 10) and np.abs(got).max() > 0
 
 
 def test_spos_supernet_export_agrees(spos_supernet: Path, tmp_path: Path) -> None:
@@ -212,6 +216,7 @@ def test_existing_output_is_kept_unless_forced(ofa_supernet: Path, tmp_path: Pat
     ({"supernet": None}, "needs trained weights"),
     ({"refit": True}, "--refit stores the latency measured on --device"),
     ({"min_agreement": 1.5}, "--min-agreement must be between 0 and 1"),
+    ({"refit": True, "device": "cpu", "quantize": "int8"}, "int8 model's latency would skew"),
 ])
 def test_bad_options_are_refused_before_any_work(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -249,7 +254,7 @@ def test_cli_refuses_bad_input_without_traceback(ofa_supernet: Path, tmp_path: P
     cases = [
         (["export", str(other), "--supernet", str(ofa_supernet), "-o", str(tmp_path / "o1")], "no modules to export"),
         (["export", "--space", "ofa-mbv3", "--arch", '{"ks": [9], "e": [3], "d": [2], "r": 128}', "--supernet",
-          str(ofa_supernet), "-o", str(tmp_path / "o2")], "error: "),
+          str(ofa_supernet), "-o", str(tmp_path / "o2")], "error: OFA arch ks must be 20 values"),
         (["export", "--space", "ofa-mbv3", "--arch", json.dumps(OFA.arch_to_dict(ARCH)), "--format", "onnx2",
           "--supernet", str(ofa_supernet), "-o", str(tmp_path / "o3")], "unknown export format"),
         (["export", str(tmp_path / "missing.json"), "--supernet", str(ofa_supernet), "-o", str(tmp_path / "o4")],
@@ -302,3 +307,43 @@ def test_output_folder_permissions_follow_the_umask(ofa_supernet: Path, tmp_path
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_output_written_during_the_export_is_never_replaced(ofa_supernet: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailorkit.search.specialize as specialize
+
+    out = tmp_path / "out"
+    real = specialize._write_model
+
+    def meanwhile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out.mkdir()
+        (out / "theirs.txt").write_text("written by someone else during the export")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(specialize, "_write_model", meanwhile)
+    with pytest.raises(ConfigError, match="changed during the export"):
+        _export(out, ofa_supernet, simplifier=None, verify=False)
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+
+
+def test_working_folder_and_malformed_manifests_are_refused(ofa_supernet: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailorkit.export.manifest import MANIFEST
+
+    monkeypatch.chdir(tmp_path)
+    for target in (".", str(tmp_path.parent)):
+        with pytest.raises(ConfigError, match="working folder or above it"):
+            _export(Path(target), ofa_supernet, force=True)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for bad in ({"files": ["model.onnx"]}, {"files": []}, {"input": {"shape": "1x3"}}):
+        good = {"schema": "tailorkit.export-manifest", "version": 1, "format": "onnx", "space": {}, "arch": {},
+                "input": {"shape": [1, 3, 8, 8]}, "source": {}, "weights": {}, "accuracy": {},
+                "files": [{"name": "model.onnx", "sha256": "0" * 64, "bytes": 1}]}
+        (folder / MANIFEST).write_text(json.dumps({**good, **bad}))
+        with pytest.raises(ConfigError, match="export manifest"):
+            read_manifest(folder)
+    proc = run_cli("verify", str(folder))
+    assert proc.returncode == 1 and "error: " in proc.stderr and "Traceback" not in proc.stderr

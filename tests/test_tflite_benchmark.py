@@ -116,3 +116,24 @@ def test_any_mix_of_lines_parses_or_fails_cleanly(lines: list[str]) -> None:
         parse_benchmark_output("\n".join(lines))
     except TailorError:
         pass
+
+
+def test_output_cut_after_the_warm_up_is_not_read_as_the_timed_runs() -> None:
+    lines = read("older_oplevel_mobilenet_v1_riscv.txt").splitlines()
+    cut = lines[:lines.index("count=1 curr=3512391") + 1]
+    with pytest.raises(ModelFormatError, match="ends after the warm-up"):
+        parse_benchmark_output("\n".join(cut))
+
+
+def test_failure_words_inside_op_names_and_log_lines_inside_tables() -> None:
+    text = read("newer_info_xnnpack_oplevel_efficientdet_lite0_x86.txt")
+    renamed = text.replace("[tfl.quantize]:0", "[Aborted/Failed to invoke]:0")
+    op = parse_benchmark_output(renamed).profile.run_order[0]
+    assert op.name == "[Aborted/Failed to invoke]:0"
+    lines = text.splitlines()
+    at = lines.index("INFO: Operator-wise Profiling Info for Regular Benchmark Runs:") + 4
+    noisy = lines[:at] + ["INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+                          "WARNING: some interleaved log line"] + lines[at:]
+    assert parse_benchmark_output("\n".join(noisy)).op_latencies() == parse_benchmark_output(text).op_latencies()
+    windows = text.replace("\n", "\r\n")
+    assert parse_benchmark_output(windows).latency() == parse_benchmark_output(text).latency()

@@ -757,6 +757,13 @@ def predictor_calibrate(
         raise ConfigError(f"{str(predictor)!r} holds latencies of device {pred.device!r}, not {device!r}")
     space_obj = _space(space, width)
     known = _stored_models(space_obj, device, db or config.store_url) if stored else {}
+    covered = set(pred.covered_resolutions(space_obj))
+    from_store = {key: space_obj.arch_from_dict(json.loads(key)) for key in known}
+    outside = {k for k, a in from_store.items() if getattr(a, "r", None) not in covered}
+    if outside:
+        err.print(f"note: {len(outside)} stored model(s) run at resolutions the table does not cover "
+                  f"({sorted(covered)}); left out", highlight=False)
+        known = {k: v for k, v in known.items() if k not in outside}
     if n == 0 and len(known) < 2:
         raise ConfigError(f"--n 0 needs at least 2 stored whole-model measurements on {device!r}; found "
                           f"{len(known)} (export with --device {device} --refit to add them)")
@@ -772,9 +779,9 @@ def predictor_calibrate(
             bar.advance(task)
             return ms
 
-        from_store = [space_obj.arch_from_dict(json.loads(key)) for key in known]
-        stored_ms = dict(zip(map(id, from_store), known.values(), strict=True))
-        sums, measured = measure_and_correct(pred, space_obj, archs + from_store,
+        stored_archs = [from_store[k] for k in known]
+        stored_ms = dict(zip(map(id, stored_archs), known.values(), strict=True))
+        sums, measured = measure_and_correct(pred, space_obj, archs + stored_archs,
                                              lambda a: stored_ms[id(a)] if id(a) in stored_ms else measure(a))
     if known:
         out.print(f"{len(known)} whole model(s) from the store, {len(archs)} measured now", highlight=False)
@@ -912,8 +919,15 @@ def search_cmd(
 
     if reward not in REWARD_NAMES:
         raise ConfigError(f"unknown reward {reward!r}; known: {', '.join(REWARD_NAMES)}")
-    export_options = ExportOptions(fmt=export, supernet=supernet, train_epochs=train_epochs, force=True) \
+    export_options = ExportOptions(fmt=export, supernet=supernet, train_epochs=train_epochs) \
         if export is not None else None  # bad formats and missing weights fail before the search runs
+    if export_options is not None:
+        from tailorkit.export.manifest import check_output_dir
+        from tailorkit.search.supernet import read_config
+
+        check_output_dir(output.with_name(f"{output.stem}-{export}"))
+        if supernet is not None:
+            read_config(supernet)  # a missing checkpoint fails now, not after the search
     if output.is_dir():
         raise ConfigError(f"output {str(output)!r} is a directory; give a .json file")
     config = load_config(config_path)
@@ -943,10 +957,13 @@ def search_cmd(
         m = result.measured or {}
         out.print(f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms (predicted {m['predicted_ms']:.4g} "
                   f"ms, error {m['error_pct']:+.1f} %)", highlight=False)
+    result.save(output)  # first: a failed export must not cost the search
+    out.print(f"search result saved to {output}")
     if export_options is not None:
         folder = output.with_name(f"{output.stem}-{export_options.fmt}")
         space_obj, arch_obj = build_best(result)
-        manifest = export_arch(space_obj, arch_obj, folder, export_options, source={"kind": "search"},
+        manifest = export_arch(space_obj, arch_obj, folder, export_options,
+                               source={"kind": "search", "path": str(output)},
                                predicted=predicted_for(result, export_options), config=config,
                                progress=lambda m: err.print(f"[dim]…[/dim] {m}"))
         result = result.with_changes(export={
@@ -954,8 +971,7 @@ def search_cmd(
             "sha256": manifest.files[0]["sha256"], "manifest": str(folder / "manifest.json"),
             "weights": manifest.weights["kind"]})
         _print_manifest(manifest, folder)
-    result.save(output)
-    out.print(f"search result saved to {output}")
+        result.save(output)
 
 
 # -------------------------------------------------------------------------------------------------- export

@@ -40,7 +40,7 @@ _ROW = re.compile(r"^\s*(?P<type>\S.*?)\s+" + _ROW_TAIL)
 _SUMMARY_ROW = re.compile(rf"^\s*(?P<type>\S.*?)\s+(?P<count>\d+)\s+(?P<avg>{_NUM})\s+(?P<pct>{_NUM})%\s+"
                           rf"(?P<cdf>{_NUM})%\s+(?P<mem>{_NUM})(?:\s+(?P<calls>\d+))?\s*$")
 _FAILURES = ("Benchmarking failed", "Segmentation fault", "Aborted", "Failed to load model", "Failed to allocate",
-             "failed to invoke", "Failed to invoke", "Fatal signal", "Bus error", "Illegal instruction")
+             "failed to invoke", "Failed to invoke", "Fatal signal", "Bus error", "Illegal instruction", "Killed")
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,12 @@ def _ms(us: float | None) -> float | None:
     return None if us is None else us / 1e3
 
 
-def _strip(line: str) -> str:
-    for prefix in _PREFIXES:
-        line = prefix.sub("", line, count=1)
-    return line.rstrip("\r\n")
+def _strip(line: str) -> tuple[str, bool]:
+    """The line without its logcat and log-level prefixes, and whether a log-level prefix was there (tables
+    are printed without one, so such a line inside a table is an interleaved log message)."""
+    line = _PREFIXES[0].sub("", line.rstrip("\r\n"), count=1)
+    stripped = _PREFIXES[1].sub("", line, count=1)
+    return stripped, stripped != line or line.startswith(("ERROR:", "E ["))
 
 
 def _pairs(text: str) -> dict[str, float]:
@@ -151,27 +153,42 @@ def parse_benchmark_output(text: str, *, returncode: int | None = None) -> Bench
     """Parse what ``benchmark_model`` printed. A crashed or failed run is a DeviceError carrying the tool's last
     error lines; output that is not benchmark_model's, or stops before its timings, is a ModelFormatError."""
     lines = [_strip(line) for line in text.splitlines()]
-    errors = [ln.strip() for ln in lines if ln.lstrip().startswith(("ERROR", "E [")) or
-              any(f in ln for f in _FAILURES)]
-    failed = [ln for ln in errors if any(f in ln for f in _FAILURES)]
-    if failed or (returncode not in (None, 0)):
-        detail = "; ".join(errors[-3:]) or f"exit status {returncode}"
-        raise DeviceError(f"benchmark_model failed: {detail}")
-    started = any(ln.strip() == "STARTING!" for ln in lines)
-    counts: list[RunTimings] = []
+    errors: list[str] = []
+    failed = False
+    started = False
+    counts: list[tuple[str, RunTimings]] = []
+    runs_seen = 0  # "Running benchmark for at least …" headers: the first is the warm-up, the second the runs
     inference: dict[str, float] = {}
     init_ms = None
     sections: dict[str, dict[str, object]] = {}
     current: dict[str, object] | None = None
     table: str | None = None
     has_start = False
-    for raw in lines:
+    for raw, logged in lines:
         line = raw.strip()
         if not line:
             table = None
             continue
+        if table is not None and logged:
+            if line.startswith("ERROR"):
+                errors.append(line)
+            continue  # a log message printed between table rows
+        if table is None:
+            # failures are whole tool lines, never parts of op names in a table
+            if line.startswith(("ERROR", "E [")):
+                errors.append(line)
+            if any(line.startswith(f) or line.endswith(f) or line.endswith(f + ".") for f in _FAILURES):
+                errors.append(line)
+                failed = True
+        if line == "STARTING!":
+            started = True
+            continue
+        if line.startswith("Running benchmark for at least"):
+            runs_seen += 1
+            continue
         if m := _COUNT.match(line):
-            counts.append(RunTimings(int(m.group(1)), _pairs(m.group(2))))
+            counts.append(("warmup" if runs_seen == 1 else "regular", RunTimings(int(m.group(1)),
+                                                                               _pairs(m.group(2)))))
             continue
         if m := _INFERENCE.match(line):
             inference = {k.strip(): float(v) for k, v in re.findall(rf"([A-Za-z][A-Za-z ()]*?):\s*({_NUM})",
@@ -192,15 +209,19 @@ def parse_benchmark_output(text: str, *, returncode: int | None = None) -> Bench
             title = line.strip("= ").lower()
             table = {"run order": "order", "top by computation time": "top", "summary by node type": "summary"}.get(
                 title, "other")
+            if (table == "order" and current["ops"]) or (table == "summary" and current["types"]):
+                # a second report in one section (another subgraph, a delegate's internal report): the first
+                # is the model's own
+                table = "other"
             continue
         if current is None:
             continue
         if m := _TIMINGS.match(line):
-            current["timings"] = RunTimings(int(m.group(1)), _pairs(m.group(2)))
+            current.setdefault("timings", RunTimings(int(m.group(1)), _pairs(m.group(2))))
             table = None
             continue
         if m := re.match(r"^(\d+) nodes observed$", line):
-            current["observed"] = int(m.group(1))
+            current.setdefault("observed", int(m.group(1)))
             continue
         if line.startswith("[node type]") or line.startswith("[Node type]"):
             has_start = "[start]" in line
@@ -222,6 +243,9 @@ def parse_benchmark_output(text: str, *, returncode: int | None = None) -> Bench
                 current["types"].append(NodeTypeSummary(  # type: ignore[union-attr]
                     node_type=row["type"].strip(), count=int(row["count"]), avg_ms=float(row["avg"]),
                     percent=float(row["pct"]), times_called=int(row["calls"]) if row["calls"] else None))
+    if failed or returncode not in (None, 0):
+        detail = "; ".join(errors[-3:]) or f"exit status {returncode}"
+        raise DeviceError(f"benchmark_model failed: {detail}")
     if not started and not counts and not sections:
         raise ModelFormatError("this is not benchmark_model output (no STARTING!, timings or profile found)")
     if not counts and not sections:
@@ -229,8 +253,13 @@ def parse_benchmark_output(text: str, *, returncode: int | None = None) -> Bench
     regular_section = _section(sections.get("regular"))
     if "regular" in sections and regular_section is not None and regular_section.timings is None:
         raise ModelFormatError("benchmark_model output is truncated inside the per-op profile (no Timings line)")
-    warmup = counts[0] if len(counts) >= 2 else None
-    regular = counts[-1] if counts else (regular_section.timings if regular_section else None)
+    warmup = next((t for kind, t in counts if kind == "warmup"), None)
+    regular = next((t for kind, t in counts if kind == "regular"), None)
+    if regular is None and runs_seen >= 1 and not (regular_section and regular_section.timings):
+        raise ModelFormatError("benchmark_model output ends after the warm-up, before the timed runs (truncated, "
+                               "or the run was killed)")
+    if regular is None and regular_section is not None:
+        regular = regular_section.timings
     return BenchmarkOutput(warmup=warmup, regular=regular, inference_us=inference, init_ms=init_ms,
                            initialization=_section(sections.get("init")), profile=regular_section,
                            errors=tuple(errors))

@@ -6,17 +6,19 @@ Manifest (JSON, ``schema`` = ``tailorkit.export-manifest``, ``version`` 1)::
     quantize        null | "int8"
     space           {name, width}
     arch            the arch's JSON form
-    input           {name, shape, layout, dtype, verified_shape}   shape: deployment input (what is measured);
-                                                                    verified_shape: the digits input verified
+    input           {name, shape, layout, dtype, verified_shape, preprocessing}
+                    shape: the deployment input (what tables, predictions and measurements use); ONNX files
+                    declare height and width dynamic so that verified_shape (the digits input) runs too
     files           [{name, sha256, bytes}]                        every model file of the folder
-    source          {kind: search-result | arch, path?, sha256?}
+    source          {kind: search-result | search | arch, path?, sha256?}
     weights         {kind: supernet | trained, checkpoint?, sha256?, finetune_epochs, bn_recalibrated}
     accuracy        {dataset, split, n, torch, runtime}
     verify          {n, top1_agreement, max_abs_diff, reference_scale, min_agreement, max_abs_tolerance,
                      passed} | null
     simplify        {tool, nodes_before, nodes_after, seconds} | null
     predicted       {latency_ms, source, note?} | null
-    measured        {device, latency_ms: {mean, median, …}, error_pct, input_shape} | null
+    measured        {device, fingerprint, latency_ms: {mean, median, …}, error_pct | null, input_shape, note?}
+                    error_pct only against a prediction for the same device and the same (float) model
     refit           {store, table, key} | null
     versions        {tailorkit, python, torch, onnx, onnxruntime, litert_torch, ai_edge_litert, …}
     created
@@ -77,9 +79,20 @@ class ExportManifest:
             raise ConfigError(f"export manifest version {data.get('version')!r} is not {SCHEMA_VERSION}")
         names = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in names})
+            manifest = cls(**{k: v for k, v in data.items() if k in names})
         except TypeError as exc:
             raise ConfigError(f"export manifest is missing fields ({exc})") from None
+        files = manifest.files
+        if not isinstance(files, list) or not files or not all(
+                isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
+                and isinstance(f.get("bytes"), int) for f in files):
+            raise ConfigError("export manifest: files must be a non-empty list of {name, sha256, bytes}")
+        for key in ("space", "arch", "input", "accuracy", "weights", "source"):
+            if not isinstance(getattr(manifest, key), dict):
+                raise ConfigError(f"export manifest: {key} must be an object")
+        if not isinstance(manifest.input.get("shape"), list):
+            raise ConfigError("export manifest: input.shape must be a list")
+        return manifest
 
     def model_file(self) -> str:
         """The name of the model file (the first file listed)."""
@@ -144,11 +157,14 @@ def check_files(folder: str | Path, manifest: ExportManifest) -> list[str]:
 def check_output_dir(out: str | Path, force: bool = False) -> Path:
     """Refuse, before any work, an output that cannot be written or would overwrite something."""
     out = Path(out)
+    resolved = out.resolve()
+    if not out.name or resolved == Path.cwd().resolve() or Path.cwd().resolve().is_relative_to(resolved):
+        raise ConfigError(f"output {str(out)!r} is the working folder or above it; name a new folder")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output {str(out)!r} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConfigError(f"output {str(out)!r} is not empty; pick another folder or pass --force to replace it")
-    parent = out.resolve().parent
+    parent = resolved.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -160,31 +176,48 @@ def check_output_dir(out: str | Path, force: bool = False) -> Path:
 
 @contextmanager
 def staging_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds (an old ``out`` is
-    replaced only then, with ``force``); on any error it is removed and ``out`` is untouched."""
+    """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds; on any error it is
+    removed and ``out`` is untouched. Without ``force`` the final rename only succeeds onto a missing or
+    still-empty ``out`` (something written there meanwhile is never replaced); with ``force`` an old ``out`` is
+    moved aside, replaced, and deleted only after the new one is in place."""
     out = check_output_dir(out, force)
     parent = out.resolve().parent
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"cannot write in {str(parent)!r}: {exc.strerror or exc}") from None
     umask = os.umask(0)
     os.umask(umask)
     stage.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the finished folder private
     try:
         yield stage
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
-            os.replace(out, old / "previous")
-        try:
-            os.replace(stage, out)
-        except OSError:
-            if old is not None:
-                os.replace(old / "previous", out)  # put the previous export back
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _commit(stage, out, force)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _commit(stage: Path, out: Path, force: bool) -> None:
+    if not force or not out.exists():
+        try:
+            os.replace(stage, out)  # onto an empty folder only: a non-empty one raises
+        except OSError as exc:
+            raise ConfigError(f"output {str(out)!r} changed during the export ({exc.strerror or exc}); nothing was "
+                              "replaced") from None
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=stage.parent))
+    try:
+        try:
+            os.replace(out, old / "previous")
+        except OSError as exc:
+            raise ConfigError(f"cannot move the old {str(out)!r} aside: {exc.strerror or exc}") from None
+        try:
+            os.replace(stage, out)
+        except OSError as exc:
+            os.replace(old / "previous", out)  # put the previous export back
+            raise ConfigError(f"cannot replace {str(out)!r}: {exc.strerror or exc}; the old folder is back") from None
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_manifest(folder: Path, manifest: ExportManifest) -> Path:

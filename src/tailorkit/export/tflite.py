@@ -65,7 +65,7 @@ def _captured_fd_output() -> Iterator[list[str]]:
 class TfliteExporter:
     """``quantize="int8"``: PT2E static quantization with litert-torch's symmetric per-channel config; the
     observers see ``calibration`` (real inputs) before the model is frozen. The int8 file has int8 inputs and
-    outputs: :func:`tailorkit.export.runtime.run_model_file` applies their scale and zero point."""
+    outputs: :class:`TfliteRunner` applies their scale and zero point."""
 
     format = "tflite"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from tailorkit.core.errors import ConfigError, TailorError
 from tailorkit.export.manifest import (
     ExportManifest,
+    check_output_dir,
     file_entry,
     now,
     runtime_versions,
@@ -101,6 +102,9 @@ class ExportOptions:
             raise ConfigError("--min-agreement must be between 0 and 1")
         if self.refit and self.device is None:
             raise ConfigError("--refit stores the latency measured on --device; give a device")
+        if self.refit and self.quantize:
+            raise ConfigError("--refit stores latencies for the float32 tables; an int8 model's latency would "
+                              "skew their correction")
         if self.supernet is None and self.train_epochs == 0:
             raise ConfigError("the exported model needs trained weights: give --supernet CKPT (a `tailor supernet "
                               "train` folder) or --train-epochs N to train it on digits")
@@ -222,18 +226,20 @@ def arch_key(space: Any, arch: Any) -> str:
     return json.dumps(space.arch_to_dict(arch), sort_keys=True, separators=(",", ":"))
 
 
-def _refit(space: Any, arch: Any, measured: Any, options: ExportOptions, config: Any) -> dict[str, Any]:
-    from tailorkit.core.records import LatencyRecord
+def _models_table(space: Any) -> str:
     from tailorkit.profiler.api import models_table_name
+
+    return models_table_name(space.name, space.width)
+
+
+def _store(space: Any, arch: Any, prof: Any, refit: Mapping[str, str]) -> None:
+    from tailorkit.core.records import LatencyRecord
     from tailorkit.profiler.store import TableStore
 
-    url = options.store_url or config.store_url
-    table, key = models_table_name(space.name, space.width), arch_key(space, arch)
-    with TableStore(url) as store:
-        store.ensure_table(table, space.name, {"kind": "whole models", "width": space.width})
-        store.add(LatencyRecord(table=table, key=key, device=measured.device, settings=measured.settings,
-                                latency=measured.latency))
-    return {"store": url, "table": table, "key": key}
+    with TableStore(refit["store"]) as store:
+        store.ensure_table(refit["table"], space.name, {"kind": "whole models", "width": space.width})
+        store.add(LatencyRecord(table=refit["table"], key=refit["key"], device=prof.device,
+                                settings=prof.settings, latency=prof.latency))
 
 
 def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, *,
@@ -255,10 +261,12 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
             raise ConfigError(f"device {options.device!r} runs {runs} models, not {options.fmt}; export with "
                               f"--format {runs} or measure on a device that runs {options.fmt} (e.g. "
                               f"{'litert' if options.fmt == 'tflite' else 'cpu'})")
+    check_output_dir(out, options.force)  # before minutes of training, not after
     data = data or load_digits_splits()
     shape = tuple(space.input_shape(arch))
     r = deploy_resolution(space, arch)
     module, weights = trained_subnet(space, arch, data, options, progress)
+    prof = None
     with staging_dir(out, options.force) as stage:
         name, simplified = _write_model(module, space, arch, data, stage, options, progress)
         path = stage / name
@@ -274,21 +282,13 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
                                                        if verify["max_abs_tolerance"] is not None else "")
                     + "; nothing was written")
         measured = refit = None
-        predicted_ms = (predicted or {}).get("latency_ms")
         if options.device is not None:
             _say(progress, f"measuring on {options.device}")
             prof = _measure(path, shape, options.device, config)
-            mean = prof.latency.mean
-            predicted_device = (predicted or {}).get("device")
-            comparable = predicted_ms is not None and mean > 0 and predicted_device in (None, prof.device.name)
-            measured = {"device": prof.device.name, "fingerprint": prof.device.fingerprint,
-                        "latency_ms": prof.latency.summary(), "input_shape": list(shape),
-                        "error_pct": 100.0 * (float(predicted_ms) - mean) / mean if comparable else None}
-            if predicted_ms is not None and not comparable:
-                measured["note"] = (f"the prediction is for device {predicted_device!r}, so no error against "
-                                    f"it is computed")
+            measured = _measured_entry(prof, shape, predicted, options)
             if options.refit:
-                refit = _refit(space, arch, prof, options, config)
+                refit = {"store": options.store_url or config.store_url,
+                         "table": _models_table(space), "key": arch_key(space, arch)}
         manifest = ExportManifest(
             format=options.fmt, quantize=options.quantize,
             space={"name": space.name, "width": space.width}, arch=space.arch_to_dict(arch),
@@ -300,8 +300,35 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
             verify=verify, simplify=simplified, predicted=dict(predicted) if predicted else None,
             measured=measured, refit=refit, versions=runtime_versions(), created=now())
         write_manifest(stage, manifest)
+    if refit is not None:  # stored once the folder is in place: the store never holds a run of a failed export
+        try:
+            _store(space, arch, prof, refit)
+        except TailorError as exc:
+            manifest = replace(manifest, refit=None)
+            write_manifest(Path(out), manifest)
+            raise type(exc)(f"the export is in {str(out)!r}, but its latency was not stored: {exc}") from None
     return manifest
 
+
+def _measured_entry(prof: Any, shape: tuple[int, ...], predicted: Mapping[str, Any] | None,
+                    options: ExportOptions) -> dict[str, Any]:
+    """The measurement for the manifest; its error only against a prediction of this very model on this device."""
+    mean = prof.latency.mean
+    entry: dict[str, Any] = {"device": prof.device.name, "fingerprint": prof.device.fingerprint,
+                             "latency_ms": prof.latency.summary(), "input_shape": list(shape), "error_pct": None}
+    predicted_ms = (predicted or {}).get("latency_ms")
+    if predicted_ms is None or mean <= 0:
+        return entry
+    predicted_device = (predicted or {}).get("device")
+    if options.quantize:
+        entry["note"] = "the prediction is for the float32 model, so no error against it is computed"
+    elif predicted_device is not None and predicted_device != prof.device.name:
+        entry["note"] = f"the prediction is for device {predicted_device!r}, so no error against it is computed"
+    else:
+        entry["error_pct"] = 100.0 * (float(predicted_ms) - mean) / mean
+        if predicted_device is None:
+            entry["note"] = "the predictor does not name its device; the error assumes it is this one"
+    return entry
 
 def _say(progress: Progress | None, message: str) -> None:
     log.info("%s", message)
