@@ -1089,8 +1089,10 @@ def verify_cmd(
         raise ConfigError(f"{folder}: " + "; ".join(problems))
     out.print(f"{len(manifest.files)} file(s) match the manifest's checksums", highlight=False)
     if run and manifest.verify:
+        recorded = manifest.accuracy.get("runtime")
+        if not isinstance(recorded, (int, float)):
+            raise ConfigError(f"{folder}: the manifest records no runtime accuracy to compare with")
         accuracy = rerun_accuracy(folder, manifest)
-        recorded = manifest.accuracy["runtime"]
         if round(accuracy, 6) != recorded:
             raise ConfigError(f"{folder}: the model now scores {accuracy:.4f} on the digits test split, the "
                               f"manifest says {recorded:.4f}")

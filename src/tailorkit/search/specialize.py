@@ -378,7 +378,10 @@ def rerun_accuracy(folder: str | Path, manifest: ExportManifest) -> float:
     data = load_digits_splits()
     x, y = data.split("test")
     shape = manifest.input.get("verified_shape") or manifest.input["shape"]
-    inputs = at_resolution(x, int(manifest.input["shape"][-1])).contiguous()
+    try:
+        inputs = at_resolution(x, int(manifest.input["shape"][-1])).contiguous()
+    except (TypeError, ValueError, IndexError):
+        raise ConfigError(f"the manifest's input shape {manifest.input['shape']!r} is not an image shape") from None
     if list(inputs.shape[1:]) != list(shape[1:]):
         raise ConfigError(f"the manifest's verified input {shape} is not the digits input {list(inputs.shape)}")
     got = run_batch(Path(folder) / manifest.model_file(), manifest.format, inputs.numpy())
