@@ -31,7 +31,7 @@ def test_file_devices_and_settings_precedence(tmp_path: Path) -> None:
     assert config.settings("cpu").threads == 1
     device = create_device(config.device("fast"))
     assert device.info().properties["optimization"] == "disable"
-    with pytest.raises(UnknownNameError, match="known: onnxruntime"):
+    with pytest.raises(UnknownNameError, match="known: litert, onnxruntime"):
         create_device(config.device("pixel"))
 
 
