@@ -106,6 +106,13 @@ def test_tflite_export_agrees_with_torch(ofa_supernet: Path, tmp_path: Path, sma
         profile(small_onnx, "litert")
     with pytest.raises(ConfigError, match="runs onnx models"):
         profile(path, "cpu")
+    from tailorkit.devices import LiteRtDevice
+
+    plain = profile(path, LiteRtDevice("plain", delegate="none"))
+    assert plain.device.properties["delegate"] == "none" and plain.latency.mean > 0
+    assert plain.device.fingerprint != prof.device.fingerprint  # tables of the two paths never mix
+    with pytest.raises(ConfigError, match="delegate must be one of xnnpack, none"):
+        LiteRtDevice("x", delegate="gpu")
     (tmp_path / "bad.tflite").write_bytes(b"garbage")
     with pytest.raises(ModelFormatError, match="not a TFLite model"):
         profile(tmp_path / "bad.tflite", "litert")

@@ -150,14 +150,16 @@ def tflite_input_shape(path: str | Path) -> tuple[int, ...]:
     return tuple(int(d) for d in interpreter.get_input_details()[0]["shape"])
 
 
-def _interpreter(path: str | Path, threads: int) -> Any:
+def _interpreter(path: str | Path, threads: int, xnnpack: bool = True) -> Any:
     module = optional_import("ai_edge_litert.interpreter", "tflite", "running TFLite models")
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"model file {str(path)!r} does not exist")
+    resolver = module.OpResolverType.AUTO if xnnpack else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         with _captured_fd_output():  # LiteRT announces its XNNPACK delegate on stderr
-            return module.Interpreter(model_path=str(path), num_threads=threads)
+            return module.Interpreter(model_path=str(path), num_threads=threads,
+                                      experimental_op_resolver_type=resolver)
     except (ValueError, RuntimeError) as exc:
         raise ModelFormatError(f"{str(path)!r} is not a TFLite model LiteRT can load: {exc}") from None
 
@@ -166,8 +168,8 @@ class TfliteRunner:
     """One LiteRT interpreter over a file, resized to the input shape it is asked for; float arrays in and out
     whatever the file's own input and output types are (int8 files are quantized and dequantized here)."""
 
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        self._interpreter = _interpreter(path, threads)
+    def __init__(self, path: str | Path, threads: int = 1, xnnpack: bool = True) -> None:
+        self._interpreter = _interpreter(path, threads, xnnpack)
         self._shape: tuple[int, ...] | None = None
 
     def resize(self, shape: Sequence[int]) -> None:
