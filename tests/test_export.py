@@ -147,12 +147,21 @@ def test_int8_tflite_calibrates_at_the_digits_shape(ofa_supernet: Path, tmp_path
     assert got.dtype == np.float32 and got.shape == (4, 10) and np.abs(got).max() > 0
 
 
-def test_spos_supernet_export_agrees(spos_supernet: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=pytest.mark.slow)])
+def test_spos_supernet_export_agrees(spos_supernet: Path, tmp_path: Path, fmt: str) -> None:
+    if fmt == "tflite":
+        pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
     space = SPOSSpace()
     arch = space.sample(np.random.default_rng(3))
-    manifest = _export(tmp_path / "spos", spos_supernet, space=space, arch=arch)
+    manifest = _export(tmp_path / "spos", spos_supernet, space=space, arch=arch, fmt=fmt)
     assert manifest.space["name"] == "spos" and manifest.input["shape"] == [1, 3, 224, 224]
     assert manifest.verify["passed"] and manifest.verify["top1_agreement"] >= 0.99
+    if fmt == "tflite":
+        # the channel shuffle's reshapes fix the converted graph's size: compared at the deployment shape
+        assert manifest.input["verified_shape"] == [1, 3, 224, 224] and "fixes its spatial size" in \
+            manifest.accuracy["note"]
+    else:
+        assert manifest.input["verified_shape"] == [1, 3, 28, 28]
 
 
 def test_space_without_supernet_trains_the_subnet_from_scratch(tmp_path: Path) -> None:
