@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tailorkit.core.documents import from_document, read_json_object
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.core.version import __version__
 from tailorkit.export.onnx import sha256_file
@@ -73,15 +74,7 @@ class ExportManifest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExportManifest:
-        if data.get("schema") != SCHEMA:
-            raise ConfigError(f"not a tailorkit export manifest (schema {data.get('schema')!r})")
-        if data.get("version") != SCHEMA_VERSION:
-            raise ConfigError(f"export manifest version {data.get('version')!r} is not {SCHEMA_VERSION}")
-        names = set(cls.__dataclass_fields__)
-        try:
-            manifest = cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError as exc:
-            raise ConfigError(f"export manifest is missing fields ({exc})") from None
+        manifest = from_document(cls, data, SCHEMA, SCHEMA_VERSION, "export manifest")
         files = manifest.files
         if not isinstance(files, list) or not files or not all(
                 isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
@@ -125,15 +118,9 @@ def read_manifest(folder: str | Path) -> ExportManifest:
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ConfigError(f"export folder {str(folder)!r} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{str(folder)!r} holds no {MANIFEST}; is it a `tailor export` folder?") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{str(path)!r} is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{str(path)!r} is not a JSON object")
-    return ExportManifest.from_dict(data)
+    if not path.exists():
+        raise ConfigError(f"{str(folder)!r} holds no {MANIFEST}; is it a `tailor export` folder?")
+    return ExportManifest.from_dict(read_json_object(path, "export manifest"))
 
 
 def check_files(folder: str | Path, manifest: ExportManifest) -> list[str]:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from tailorkit.core.documents import from_document, read_json_object
 from tailorkit.core.errors import ConfigError, PredictorError
 from tailorkit.core.version import __version__
 from tailorkit.predictors.base import Predictor, load_predictor
@@ -85,15 +86,7 @@ class SearchResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchResult:
-        if data.get("schema") != SCHEMA:
-            raise ConfigError(f"not a tailorkit search result (schema {data.get('schema')!r})")
-        if data.get("version") != SCHEMA_VERSION:
-            raise ConfigError(f"search result version {data.get('version')!r} is not {SCHEMA_VERSION}")
-        names = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError as exc:
-            raise ConfigError(f"search result is missing fields ({exc})") from None
+        return from_document(cls, data, SCHEMA, SCHEMA_VERSION, "search result")
 
     def save(self, path: str | Path) -> Path:
         """Written to a temporary file and renamed, so an interrupted write leaves no half file."""
@@ -109,16 +102,7 @@ class SearchResult:
 
 
 def load_search_result(path: str | Path) -> SearchResult:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"search result {str(path)!r} does not exist") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"search result {str(path)!r} is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"search result {str(path)!r} is not a JSON object")
-    return SearchResult.from_dict(data)
+    return SearchResult.from_dict(read_json_object(path, "search result"))
 
 
 # ----------------------------------------------------------------------------------------------- sources
