@@ -166,7 +166,9 @@ def _write_model(module: torch.nn.Module, space: Any, arch: Any, data: DigitsSpl
     example = torch.randn(*shape)
     r = deploy_resolution(space, arch)
     gen = torch.Generator().manual_seed(options.seed)
-    rows = torch.randperm(len(data.train_y), generator=gen)[:CALIBRATION_IMAGES]
+    rows = torch.randperm(len(data.train_y), generator=gen)[:CALIBRATION_IMAGES].tolist()
+    # int8 ranges come from real training images at the shape the weights were trained on
+    calibration = [digits_at(data.train_x[i:i + 1], r // RESOLUTION_SCALE) for i in rows] if options.quantize else []
     suffix = "-int8" if options.quantize else ""
     if options.fmt == "onnx":
         name = f"model{suffix}.onnx"
@@ -181,24 +183,21 @@ def _write_model(module: torch.nn.Module, space: Any, arch: Any, data: DigitsSpl
             check_onnx(float_path)
         if options.quantize:
             _say(progress, "quantizing to int8 (static, per channel, QDQ)")
-            calibration = [at_resolution(data.train_x[i:i + 1], r).contiguous().numpy() for i in rows.tolist()]
-            quantize_onnx_int8(float_path, folder / name, calibration)
+            quantize_onnx_int8(float_path, folder / name, [x.numpy() for x in calibration])
             float_path.unlink()
         return name, simplified
     from tailorkit.export.tflite import TfliteExporter
 
     name = f"model{suffix}.tflite"
     _say(progress, "converting to TFLite" + (" int8" if options.quantize else ""))
-    calibration = [at_resolution(data.train_x[i:i + 1], r).contiguous() for i in rows.tolist()] \
-        if options.quantize else []
     TfliteExporter().export(module, example, folder / name, quantize=options.quantize, calibration=calibration)
     return name, None
 
 
 def digits_at(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Digits images as the 3-channel ``size`` x ``size`` input of a verification run."""
-    up = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return up.expand(-1, 3, -1, -1).contiguous()
+    """Digits images as the contiguous 3-channel ``size`` x ``size`` input of an exported file (the supernet's
+    ``at_resolution`` names sizes by the resolution they stand in for, r / 8 pixels)."""
+    return at_resolution(x, size * RESOLUTION_SCALE).contiguous()
 
 
 def _verify(module: torch.nn.Module, path: Path, r: int, data: DigitsSplits,
