@@ -126,6 +126,7 @@ def resolve_input_shapes(path: str | Path, overrides: Mapping[str, Sequence[int]
 # ------------------------------------------------------------------------------------ simplify, check, int8
 
 SIMPLIFIERS = ("onnxsim", "onnxslim")
+QUANTIZATIONS = ("int8",)  # what the ONNX and the TFLite exporters both offer
 # benchmarks/export.py measures both: the same node counts and latencies on OFA subnets, onnxsim in about half
 # the time, so it is the default
 DEFAULT_SIMPLIFIER = "onnxsim"

@@ -23,10 +23,9 @@ from torch import nn
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.core.lazy import optional_import
 from tailorkit.core.records import ExportArtifact
-from tailorkit.export.onnx import sha256_file
+from tailorkit.export.onnx import QUANTIZATIONS, sha256_file
 
 log = logging.getLogger(__name__)
-QUANTIZATIONS = ("int8",)
 
 
 def _litert_torch() -> Any:

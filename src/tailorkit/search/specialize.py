@@ -36,6 +36,7 @@ from tailorkit.export.manifest import (
 )
 from tailorkit.export.onnx import (
     DEFAULT_SIMPLIFIER,
+    QUANTIZATIONS,
     SIMPLIFIERS,
     OnnxExporter,
     check_onnx,
@@ -59,7 +60,6 @@ from tailorkit.search.supernet import (
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "tflite")
-QUANTIZATIONS = ("int8",)
 FLOAT_MIN_AGREEMENT = 0.99
 INT8_MIN_AGREEMENT = 0.95
 FLOAT_MAX_ABS = 1e-3  # relative to max(1, |torch logits|): float runtimes differ from torch by ~1e-6
