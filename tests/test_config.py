@@ -22,17 +22,20 @@ def test_file_devices_and_settings_precedence(tmp_path: Path) -> None:
     path = tmp_path / "tailor.toml"
     path.write_text('[store]\nurl = "sqlite:///x.db"\n[benchmark]\nruns = 20\nwarmup = 3\n'
                     '[devices.fast]\nkind = "onnxruntime"\nthreads = 2\noptimization = "disable"\n'
-                    '[devices.pixel]\nkind = "android"\nserial = "abc"\n')
+                    '[devices.pixel]\nkind = "android"\ntransport = "usb"\nserial = "abc"\ncores = "big"\n'
+                    '[devices.jetson]\nkind = "tensorrt"\n')
     config = load_config(path)
     assert config.store_url == "sqlite:///x.db"
-    assert set(config.devices) == {"cpu", "litert", "fast", "pixel"}
+    assert set(config.devices) == {"cpu", "litert", "fast", "pixel", "jetson"}
     assert config.settings("fast").threads == 2 and config.settings("fast").runs == 20
     assert config.settings("fast", threads=4, runs=None).threads == 4
     assert config.settings("cpu").threads == 1
     device = create_device(config.device("fast"))
     assert device.info().properties["optimization"] == "disable"
-    with pytest.raises(UnknownNameError, match="known: litert, onnxruntime"):
-        create_device(config.device("pixel"))
+    pixel = create_device(config.device("pixel"))  # nothing is contacted until it is used
+    assert pixel.kind == "android" and pixel.connection.target == "usb:abc" and pixel.cores_option == "big"
+    with pytest.raises(UnknownNameError, match="known: android, litert, onnxruntime"):
+        create_device(config.device("jetson"))
 
 
 @pytest.mark.parametrize("text, match", [

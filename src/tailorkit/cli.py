@@ -106,8 +106,11 @@ def devices(config_path: ConfigOpt = None) -> None:
     for name, dev_config in sorted(config.devices.items()):
         try:
             device = create_device(dev_config)
-            problem = device.check()
-            details = _device_line(device.info(config.settings(name))) if problem is None else problem
+            try:
+                problem = device.check()
+                details = _device_line(device.info(config.settings(name))) if problem is None else problem
+            finally:
+                device.close()  # a phone's session leaves a run directory until closed
         except TailorError as exc:
             problem, details = str(exc), str(exc)
         status = "[green]reachable[/green]" if problem is None else "[red]unavailable[/red]"
@@ -193,6 +196,8 @@ def table_build(
     name: Annotated[str | None, typer.Option(help="Table name [SPACE-wWIDTH-rRESOLUTION].")] = None,
     warmup: WarmupOpt = None, runs: RunsOpt = None, threads: ThreadsOpt = None, number: NumberOpt = None,
     timeout: TimeoutOpt = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Measure at most this many ops not yet stored, then "
+                                                          "stop (a rerun continues).")] = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Measure every distinct op of a space as a single-op model into the store; reruns resume."""
@@ -210,14 +215,20 @@ def table_build(
         task = bar.add_task("measuring", total=None, last="")
 
         def on_progress(event: TableProgress) -> None:
-            last = "" if event.key is None else f"{event.key[:60]} {event.latency.median:.3f} ms"  # type: ignore
+            if event.key is None or event.latency is None:
+                last = ""
+            else:  # phones report no median (benchmark_model prints mean, min, max, std)
+                middle = event.latency.median if event.latency.median is not None else event.latency.mean
+                last = f"{event.key[:60]} {middle:.3f} ms"
             bar.update(task, description=event.table, total=event.total, completed=event.already + event.done,
                        last=last)
 
         report = build_table(space, dev, resolution=resolution, width=width, store=url, settings=settings,
-                             name=name, config=config, progress=on_progress)
+                             name=name, config=config, progress=on_progress, limit=limit)
     out.print(f"table [bold]{report.table}[/bold] on {_device_line(report.device)}")
     line = f"{report.total} ops: {report.measured} measured now, {report.already} already in {url}"
+    if report.remaining:
+        line += f", {report.remaining} left for a rerun"
     if report.measured:
         line += (f"; {report.wall_s:.1f} s (export {report.export_s:.1f} s, measuring {report.measure_s:.1f} s, "
                  f"overhead {report.overhead * 100:.1f} %)")

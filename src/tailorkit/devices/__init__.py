@@ -7,6 +7,7 @@ import inspect
 from tailorkit.core.config import DeviceConfig
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.registry import Registry
+from tailorkit.devices.android import AndroidDevice
 from tailorkit.devices.base import Device
 from tailorkit.devices.litert import LiteRtDevice
 from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
@@ -14,6 +15,7 @@ from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
 devices: Registry[Device] = Registry("devices")
 devices.register("onnxruntime")(OnnxRuntimeDevice)
 devices.register("litert")(LiteRtDevice)
+devices.register("android")(AndroidDevice)
 
 
 def create_device(config: DeviceConfig) -> Device:
@@ -29,4 +31,4 @@ def create_device(config: DeviceConfig) -> Device:
     return factory(name=config.name, **config.options)
 
 
-__all__ = ["Device", "LiteRtDevice", "OnnxRuntimeDevice", "create_device", "devices"]
+__all__ = ["AndroidDevice", "Device", "LiteRtDevice", "OnnxRuntimeDevice", "create_device", "devices"]

@@ -58,11 +58,14 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev:
-        prepared = prepare_model(model, Path(tmp), input_shapes=input_shapes, resolution=resolution)
+        prepared = prepare_model(model, Path(tmp), input_shapes=input_shapes, resolution=resolution,
+                                 fmt=dev.model_format)
         fmt = prepared.path.suffix.lower().lstrip(".")
         if fmt in ("onnx", "tflite") and fmt != dev.model_format:
+            # an ONNX file cannot become TFLite here (litert-torch converts torch modules only)
             raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {prepared.label!r} is "
-                              f"{fmt}; export it with --format {dev.model_format} or pick a device that runs {fmt}")
+                              f"{fmt}; profile the built-in or torch model instead (it is converted), export it "
+                              f"with `tailor export --format {dev.model_format}`, or pick a device that runs {fmt}")
         latency = dev.run_model(prepared.path, settings, prepared.input_shapes)
         ops = tuple(dev.profile_ops(prepared.path, settings, prepared.input_shapes)) if per_op else None
         return ModelProfile(model=prepared.label, device=dev.info(settings), settings=settings, latency=latency,
@@ -92,8 +95,10 @@ def models_table_name(space: str, width: float) -> str:
 def build_table(space: str, device: str | Device = "cpu", *, resolution: int, width: float = 1.0,
                 store: str | TableStore | None = None, settings: BenchmarkSettings | None = None,
                 name: str | None = None, config: TailorConfig | None = None,
-                progress: Callable[[TableProgress], None] | None = None) -> TableBuildReport:
-    """Measure every distinct op of ``space`` at ``resolution`` into the store (resuming what is there)."""
+                progress: Callable[[TableProgress], None] | None = None,
+                limit: int | None = None) -> TableBuildReport:
+    """Measure every distinct op of ``space`` at ``resolution`` into the store (resuming what is there), at most
+    ``limit`` of them this time."""
     config = config or load_config()
     space_obj = buildable_space(space, width)
     ops = space_obj.all_ops(resolution)  # every argument is checked before the store is opened or created
@@ -105,7 +110,7 @@ def build_table(space: str, device: str | Device = "cpu", *, resolution: int, wi
         with dev:
             return _build_table(ops, name or table_name(space, width, resolution), dev, db, settings,
                                 space=space, meta={"space": space, "width": width, "resolution": resolution},
-                                progress=progress)
+                                progress=progress, limit=limit)
     finally:
         if owns_store:
             db.close()

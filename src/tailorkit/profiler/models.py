@@ -1,5 +1,5 @@
-"""Turn what a user names — an ONNX file, a built-in model, a torch module or ``package.module:attr`` — into
-the ONNX file a device runs, through ``tailorkit.export``."""
+"""Turn what a user names — a model file, a built-in model, a torch module or ``package.module:attr`` — into
+the file a device runs (ONNX or TFLite), through ``tailorkit.export``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import nn
 
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.export.onnx import OnnxExporter, resolve_input_shapes
-from tailorkit.export.tflite import tflite_input_shape
+from tailorkit.export.tflite import TfliteExporter, tflite_input_shape
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 
 InputShapes = Mapping[str, Sequence[int]]
@@ -45,17 +45,17 @@ class PreparedModel:
 
 
 def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes: InputShapes | None = None,
-                  resolution: int = 224) -> PreparedModel:
+                  resolution: int = 224, fmt: str = "onnx") -> PreparedModel:
     """The file a device runs for ``model``: a model file as it is (.onnx, .tflite), anything else exported to
-    ONNX into ``workdir``."""
+    ``fmt`` (onnx or tflite) into ``workdir``."""
     if isinstance(model, nn.Module):
-        return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"))
+        return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"), fmt)
     text = str(model)
     if text in BUILTIN_MODELS:
         if input_shapes:
             raise ConfigError(f"built-in model {text!r} has a fixed input; use --resolution instead of --shape")
         module, shape = BUILTIN_MODELS[text](resolution)
-        return _export(module, f"{text}@{resolution}", workdir, shape)
+        return _export(module, f"{text}@{resolution}", workdir, shape, fmt)
     path = Path(text)
     if path.is_dir():
         raise ModelFormatError(f"model {text!r} is a directory, not a model file")
@@ -70,7 +70,7 @@ def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes:
         return PreparedModel(path=path, label=path.name, input_shapes=resolve_input_shapes(path, input_shapes))
     if ":" in text and not path.exists():
         module = _import_module_attr(text)
-        return _export(module, text, workdir, _single_shape(input_shapes, f"{text!r}"))
+        return _export(module, text, workdir, _single_shape(input_shapes, f"{text!r}"), fmt)
     raise ModelFormatError(f"model {text!r} is not a file, a built-in ({', '.join(BUILTIN_MODELS)}) "
                            "or package.module:attr")
 
@@ -81,9 +81,10 @@ def _single_shape(input_shapes: InputShapes | None, what: str) -> tuple[int, ...
     return tuple(int(d) for d in next(iter(input_shapes.values())))
 
 
-def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...]) -> PreparedModel:
+def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...], fmt: str) -> PreparedModel:
     torch.manual_seed(0)
-    artifact = OnnxExporter().export(module.eval(), torch.randn(*shape), workdir / "model.onnx")
+    exporter = TfliteExporter() if fmt == "tflite" else OnnxExporter()
+    artifact = exporter.export(module.eval(), torch.randn(*shape), workdir / f"model.{exporter.format}")
     return PreparedModel(path=Path(artifact.path), label=label, input_shapes=dict(artifact.input_shapes))
 
 

@@ -16,6 +16,7 @@ import torch
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, LatencyRecord, OpSpec
 from tailorkit.devices.base import Device
 from tailorkit.export.onnx import OnnxExporter
+from tailorkit.export.tflite import TfliteExporter
 from tailorkit.profiler.store import TableStore
 from tailorkit.spaces.blocks import build_op, example_input
 
@@ -46,6 +47,7 @@ class TableBuildReport:
     export_s: float
     measure_s: float
     timed_ms: float  # Σ of every timed run's duration: the time spent inside the runs themselves
+    remaining: int = 0  # ops left unmeasured because of ``limit``
 
     @property
     def overhead(self) -> float:
@@ -53,11 +55,13 @@ class TableBuildReport:
         return 1.0 - self.timed_ms / 1000.0 / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def export_op(op: OpSpec, path: Path) -> Path:
-    """A single-op ONNX model for ``op``, with weights seeded from its key (reproducible files)."""
+def export_op(op: OpSpec, path: Path, fmt: str = "onnx") -> Path:
+    """A single-op model for ``op`` in ``fmt`` (onnx or tflite), with weights seeded from its key (reproducible
+    files)."""
     torch.manual_seed(zlib.crc32(op.key.encode()))
     module = build_op(op)
-    return Path(OnnxExporter().export(module, example_input(op), path).path)
+    exporter = TfliteExporter() if fmt == "tflite" else OnnxExporter()
+    return Path(exporter.export(module, example_input(op), path.with_suffix(f".{exporter.format}")).path)
 
 
 @contextlib.contextmanager
@@ -74,23 +78,27 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 def build_table(ops: list[OpSpec], table: str, device: Device, store: TableStore, settings: BenchmarkSettings,
                 *, space: str | None = None, meta: dict | None = None,
-                progress: Callable[[TableProgress], None] | None = None) -> TableBuildReport:
-    """Measure each op of ``ops`` not yet stored for this device fingerprint and settings, committing each
-    measurement as it completes; returns what was done and where the time went."""
+                progress: Callable[[TableProgress], None] | None = None,
+                limit: int | None = None) -> TableBuildReport:
+    """Measure each op of ``ops`` not yet stored for this device fingerprint and settings (at most ``limit`` of
+    them), committing each measurement as it completes; returns what was done and where the time went."""
     start = time.perf_counter()
     info = device.info(settings)
     unique = list({op.key: op for op in ops}.values())
     store.ensure_table(table, space=space, meta=meta)
     already = store.measured_keys(table, info.fingerprint, settings.fingerprint)
     todo = [op for op in unique if op.key not in already]
-    log.info("table %s on %s: %d ops, %d already measured", table, info.name, len(unique), len(unique) - len(todo))
+    n_already = len(unique) - len(todo)
+    remaining = max(0, len(todo) - limit) if limit is not None else 0
+    todo = todo[:len(todo) - remaining]
+    log.info("table %s on %s: %d ops, %d already measured", table, info.name, len(unique), n_already)
     if progress:
-        progress(TableProgress(table, len(unique), len(unique) - len(todo), 0))
+        progress(TableProgress(table, len(unique), n_already, 0))
     export_s = measure_s = timed_ms = 0.0
     with tempfile.TemporaryDirectory(prefix="tailor-table-") as tmp, _torch_threads(1):
         for i, op in enumerate(todo, start=1):
             t0 = time.perf_counter()
-            path = export_op(op, Path(tmp) / f"op{i}.onnx")
+            path = export_op(op, Path(tmp) / f"op{i}", device.model_format)
             t1 = time.perf_counter()
             latency = device.run_model(path, settings)
             t2 = time.perf_counter()
@@ -101,8 +109,8 @@ def build_table(ops: list[OpSpec], table: str, device: Device, store: TableStore
                                     latency=latency, op=op))
             path.unlink(missing_ok=True)
             if progress:
-                progress(TableProgress(table, len(unique), len(unique) - len(todo), i, op.key, latency))
+                progress(TableProgress(table, len(unique), n_already, i, op.key, latency))
     return TableBuildReport(table=table, device=info, settings=settings, total=len(unique),
-                            already=len(unique) - len(todo), measured=len(todo),
+                            already=n_already, measured=len(todo), remaining=remaining,
                             wall_s=time.perf_counter() - start, export_s=export_s, measure_s=measure_s,
                             timed_ms=timed_ms)

@@ -1,0 +1,163 @@
+"""What the ADB path costs per measurement, against the loopback ADB peer → results/adb_overhead.md|json.
+
+The Android device (``tailorkit.devices.android``) talks real ADB (adb-shell) to ``tailorkit.testing.adb_peer``
+on 127.0.0.1, which runs tailorkit's host ``benchmark_model`` (real LiteRT runs). For each model:
+
+* **Round trips** - pushes and shell commands the peer saw per profiled model (goal: one push per model, one
+  shell per benchmark), and the bytes pushed.
+* **Fixed overhead** - the wall time of ``AndroidDevice.run_model`` minus the wall time of the very same
+  benchmark command run directly on this host (same binary, same flags, no ADB): connection, push, the shell
+  wrapper (cool-down check, state readings, sentinel) and parsing. Reported in ms and as a share of the
+  benchmark's own timed runs (count × avg that the tool printed).
+* **Session costs** - connect + set-up shell + binary push (first measurement only) and the clean-up shell.
+
+Loopback has no USB or Wi-Fi latency: on a phone each round trip adds its link's latency, which is why round
+trips are counted separately from milliseconds.
+
+    .venv/bin/python benchmarks/adb_overhead.py            # 5 models x 3 repeats
+    .venv/bin/python benchmarks/adb_overhead.py --quick    # 2 models x 1 repeat: smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailorkit.core.records import BenchmarkSettings, OpSpec
+from tailorkit.devices.android import AndroidDevice
+from tailorkit.export.tflite import TfliteExporter
+from tailorkit.profiler.tables import export_op
+from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
+from tailorkit.testing.adb_peer import LoopbackAdbPeer
+from tailorkit.testing.benchmark_model import write_launcher
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _models(workdir: Path, quick: bool) -> list[tuple[str, Path]]:
+    ops = [OpSpec("expanded_conv", (20, 20, 48), (20, 20, 48), expand=144, kernel=3, stride=1, activation="relu",
+                  idskip=True),
+           OpSpec("expanded_conv", (40, 40, 32), (20, 20, 48), expand=192, kernel=7, stride=2, activation="hswish",
+                  se=True)]
+    models = [(f"op {op.op_type} k{op.kernel} {op.input_shape[0]}px", export_op(op, workdir / f"op{i}", "tflite"))
+              for i, op in enumerate(ops)]
+    if quick:
+        return models
+    space = OFAMobileNetV3Space(width=1.0)
+    for which, resolution in (("smallest", 128), ("smallest", 224), ("largest", 224)):
+        arch = getattr(space, which)(resolution)
+        torch.manual_seed(0)
+        path = workdir / f"{which}{resolution}.tflite"
+        TfliteExporter().export(space.build(arch).eval(), torch.randn(*space.input_shape(arch)), path)
+        models.append((f"OFA-MBv3 {which} @{resolution}", path))
+    return models
+
+
+def _direct_wall_ms(launcher: Path, model: Path, settings: BenchmarkSettings) -> float:
+    args = [str(launcher), f"--graph={model}", f"--num_threads={settings.threads}",
+            f"--warmup_runs={settings.warmup}", "--warmup_min_secs=0", f"--num_runs={settings.runs}", "--min_secs=0",
+            "--use_xnnpack=true"]
+    t0 = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True, timeout=600)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def run(quick: bool) -> dict[str, Any]:
+    settings = BenchmarkSettings(warmup=3, runs=20 if not quick else 5, threads=1, timeout_s=600)
+    repeats = 1 if quick else 3
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="adb-overhead-") as tmp_name:
+        tmp = Path(tmp_name)
+        launcher = write_launcher(tmp / "benchmark_model")
+        models = _models(tmp / "models", quick)
+        from adb_shell.auth.keygen import keygen
+
+        keygen(str(tmp / "adbkey"))
+        with LoopbackAdbPeer(tmp / "phone") as peer:
+            device = AndroidDevice("loopback", host=peer.host, port=peer.port, benchmark_binary=str(launcher),
+                                   adb_key=str(tmp / "adbkey"))
+            t0 = time.perf_counter()
+            device.connect()
+            session_ms = (time.perf_counter() - t0) * 1e3
+            session_stats = peer.stats
+            for label, path in models:
+                for repeat in range(repeats):
+                    peer.reset_stats()
+                    t0 = time.perf_counter()
+                    latency = device.run_model(path, settings)
+                    wall_ms = (time.perf_counter() - t0) * 1e3
+                    stats = peer.stats
+                    direct_ms = _direct_wall_ms(launcher, path, settings)
+                    timed_ms = latency.mean * latency.n
+                    rows.append({
+                        "model": label, "repeat": repeat, "size_kb": path.stat().st_size / 1024,
+                        "pushes": len(stats.pushes), "shells": len(stats.shell_commands),
+                        "bytes_pushed": sum(n for _, n in stats.pushes),
+                        "messages": stats.messages_from_client + stats.messages_to_client,
+                        "wall_ms": wall_ms, "direct_ms": direct_ms, "overhead_ms": wall_ms - direct_ms,
+                        "timed_ms": timed_ms, "latency_ms": latency.mean,
+                    })
+            peer.reset_stats()
+            t0 = time.perf_counter()
+            device.close()
+            close_ms = (time.perf_counter() - t0) * 1e3
+            close_shells = len(peer.stats.shell_commands)
+    return {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": platform.processor() or
+        platform.machine(), "settings": settings.to_dict(), "repeats": repeats, "rows": rows,
+        "session": {"connect_and_setup_ms": session_ms, "setup_shells": len(session_stats.shell_commands),
+                    "setup_pushes": len(session_stats.pushes), "close_ms": close_ms, "close_shells": close_shells},
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = ["# ADB overhead (loopback peer, host benchmark runner)", "",
+             f"{report['when']}, {report['machine']}; {report['settings']['warmup']} warm-up + "
+             f"{report['settings']['runs']} timed runs per measurement, 1 thread; {report['repeats']} repeat(s) per "
+             "model (the first pushes the model).", "",
+             "| model | size KB | repeat | pushes | shells | bytes pushed | ADB messages | run_model ms | direct ms | "
+             "overhead ms | overhead / timed runs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['model']} | {r['size_kb']:.0f} | {r['repeat']} | {r['pushes']} | {r['shells']} | "
+                     f"{r['bytes_pushed']} | {r['messages']} | {r['wall_ms']:.0f} | {r['direct_ms']:.0f} | "
+                     f"{r['overhead_ms']:.0f} | {r['overhead_ms'] / r['timed_ms'] * 100:.1f} % |")
+    later = [r["overhead_ms"] for r in report["rows"] if r["repeat"] > 0] or [r["overhead_ms"] for r in report["rows"]]
+    first = [r["overhead_ms"] for r in report["rows"] if r["repeat"] == 0]
+    s = report["session"]
+    lines += ["", f"- Session: connect + set-up {s['connect_and_setup_ms']:.0f} ms ({s['setup_shells']} shell, "
+                  f"{s['setup_pushes']} push of the binary); clean-up {s['close_ms']:.0f} ms ({s['close_shells']} "
+                  "shell).",
+              f"- Overhead per measurement: median {np.median(later):.0f} ms once the model is on the phone, "
+              f"{np.median(first):.0f} ms with its push.",
+              "- Goal: 1 push per model, 1 shell per benchmark: "
+              + ("met" if all(r["shells"] == 1 and r["pushes"] == (1 if r["repeat"] == 0 else 0)
+                             for r in report["rows"]) else "NOT met") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two single-op models, one repeat (smoke test)")
+    args = parser.parse_args()
+    report = run(args.quick)
+    stem = "adb_overhead.quick" if args.quick else "adb_overhead"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    text = _markdown(report)
+    (RESULTS / f"{stem}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
