@@ -137,7 +137,8 @@ class AndroidDevice(Device):
         props = session.props
         soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware") or "unknown"
         maker = props.get("ro.product.manufacturer", "")
-        hardware = f"{maker} {props.get('ro.product.model', 'unknown phone')} ({soc})".strip()
+        model = props.get("ro.product.model") or "unknown phone"
+        hardware = f"{'' if model.lower().startswith(maker.lower()) else maker + ' '}{model} ({soc})".strip()
         properties = {
             "soc": soc, "platform": props.get("ro.board.platform", ""), "sdk": props.get("ro.build.version.sdk", ""),
             "android": props.get("ro.build.version.release", ""), "abi": props.get("ro.product.cpu.abi", ""),
