@@ -9,12 +9,16 @@ on 127.0.0.1, which runs tailorkit's host ``benchmark_model`` (real LiteRT runs)
   benchmark command run directly on this host (same binary, same flags, no ADB): connection, push, the shell
   wrapper (cool-down check, state readings, sentinel) and parsing. Reported in ms and as a share of the
   benchmark's own timed runs (count × avg that the tool printed).
+* **Null benchmark** - ``run_model`` with a ``benchmark_model`` that only prints a valid result (a shell script):
+  the fixed cost of one measurement with nothing to measure (shell round trip, the cool-down check and state
+  readings on the device, ``taskset``, sentinel, parsing); and a bare ``true`` shell for the round trip alone.
+  These are steadier than the per-model differences above, which subtract two noisy wall times.
 * **Session costs** - connect + set-up shell + binary push (first measurement only) and the clean-up shell.
 
 Loopback has no USB or Wi-Fi latency: on a phone each round trip adds its link's latency, which is why round
 trips are counted separately from milliseconds.
 
-    .venv/bin/python benchmarks/adb_overhead.py            # 5 models x 3 repeats
+    .venv/bin/python benchmarks/adb_overhead.py            # 5 models x 5 repeats, 30 null measurements
     .venv/bin/python benchmarks/adb_overhead.py --quick    # 2 models x 1 repeat: smoke test
 """
 
@@ -72,9 +76,39 @@ def _direct_wall_ms(launcher: Path, model: Path, settings: BenchmarkSettings) ->
     return (time.perf_counter() - t0) * 1e3
 
 
+_NULL_BENCHMARK = """#!/bin/sh
+echo "INFO: STARTING!"
+echo "INFO: Running benchmark for at least 1 iterations and at least 0 seconds but terminate if exceeding 150 seconds."
+echo "INFO: count=1 first=1 curr=1 min=1 max=1 avg=1 std=0"
+echo "INFO: Running benchmark for at least 1 iterations and at least 0 seconds but terminate if exceeding 150 seconds."
+echo "INFO: count=1 first=1 curr=1 min=1 max=1 avg=1 std=0"
+"""
+
+
+def _fixed_costs(peer: LoopbackAdbPeer, tmp: Path, model: Path, n: int) -> dict[str, float]:
+    null = tmp / "null_benchmark_model"
+    null.write_text(_NULL_BENCHMARK)
+    null.chmod(0o755)
+    device = AndroidDevice("null", host=peer.host, port=peer.port, benchmark_binary=str(null),
+                           adb_key=str(tmp / "adbkey"))
+    settings = BenchmarkSettings(warmup=1, runs=1)
+    with device:
+        device.run_model(model, settings)  # pushes
+        walls, shells = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            device.run_model(model, settings)
+            walls.append((time.perf_counter() - t0) * 1e3)
+            t0 = time.perf_counter()
+            device.connection.shell("true")
+            shells.append((time.perf_counter() - t0) * 1e3)
+    return {"null_measurement_ms": float(np.median(walls)), "null_measurement_p90_ms": float(np.percentile(walls, 90)),
+            "shell_round_trip_ms": float(np.median(shells)), "n": n}
+
+
 def run(quick: bool) -> dict[str, Any]:
     settings = BenchmarkSettings(warmup=3, runs=20 if not quick else 5, threads=1, timeout_s=600)
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     rows = []
     with tempfile.TemporaryDirectory(prefix="adb-overhead-") as tmp_name:
         tmp = Path(tmp_name)
@@ -112,7 +146,9 @@ def run(quick: bool) -> dict[str, Any]:
             device.close()
             close_ms = (time.perf_counter() - t0) * 1e3
             close_shells = len(peer.stats.shell_commands)
+            fixed = _fixed_costs(peer, tmp, models[0][1], 5 if quick else 30)
     return {
+        "fixed": fixed,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": platform.processor() or
         platform.machine(), "settings": settings.to_dict(), "repeats": repeats, "rows": rows,
         "session": {"connect_and_setup_ms": session_ms, "setup_shells": len(session_stats.shell_commands),
@@ -140,6 +176,10 @@ def _markdown(report: dict[str, Any]) -> str:
                   "shell).",
               f"- Overhead per measurement: median {np.median(later):.0f} ms once the model is on the phone, "
               f"{np.median(first):.0f} ms with its push.",
+              f"- Null benchmark (a binary that only prints a result), median of {report['fixed']['n']}: "
+              f"{report['fixed']['null_measurement_ms']:.1f} ms per measurement (p90 "
+              f"{report['fixed']['null_measurement_p90_ms']:.1f} ms); a bare `true` shell: "
+              f"{report['fixed']['shell_round_trip_ms']:.1f} ms.",
               "- Goal: 1 push per model, 1 shell per benchmark: "
               + ("met" if all(r["shells"] == 1 and r["pushes"] == (1 if r["repeat"] == 0 else 0)
                              for r in report["rows"]) else "NOT met") + "."]

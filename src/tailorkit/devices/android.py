@@ -40,17 +40,18 @@ _CORES_RE = re.compile(r"^(all|big|little|0x[0-9a-fA-F]+)$")
 _EXEC_FAILURES = ("not executable", "Exec format error", "cannot execute", "No such file or directory",
                   "not found", "Permission denied", "syntax error", "unexpected")
 
-# Shell functions every device-side script starts with: the hottest plausible thermal zone in millidegrees
-# (zones report m°C, a few °C; sensors that read 0, negative or absurd values are skipped) and one state line per
-# reading of the chosen cores' frequency and governor and the battery.
-_PRELUDE = r"""hot() { t=0; for z in THERMAL/thermal_zone*/temp; do v=$(cat "$z" 2>/dev/null) || continue
+# Shell functions every device-side script starts with. ``hot`` sets $t to the hottest plausible thermal zone in
+# millidegrees (zones report m°C, a few °C; sensors that read 0, negative or absurd values are skipped); ``state``
+# prints one line per reading of the chosen cores' frequency and governor and of the battery. Files are read with
+# the ``read`` builtin, not ``$(cat …)``: a phone's shell forks for every substitution, a few ms each.
+_PRELUDE = r"""rd() { r=; { read -r r < "$1"; } 2>/dev/null || [ -n "$r" ]; }
+hot() { t=0; for z in THERMAL/thermal_zone*/temp; do rd "$z" || continue; v=$r
 case "$v" in ''|-*|*[!0-9]*) continue;; esac
-[ "$v" -lt 1000 ] && v=$((v * 1000)); [ "$v" -le 150000 ] && [ "$v" -gt "$t" ] && t=$v; done; echo "$t"; }
-state() { w="$1"; shift; echo "__tailor_state:$w:thermal_mc=$(hot)"
-for c in "$@"; do f=/sys/devices/system/cpu/cpu$c/cpufreq
-echo "__tailor_state:$w:cpu$c=$(cat $f/scaling_cur_freq 2>/dev/null),$(cat $f/scaling_governor 2>/dev/null)"; done
-b=BATTERY
-echo "__tailor_state:$w:battery=$(cat $b/capacity 2>/dev/null),$(cat $b/temp 2>/dev/null)"; }
+[ "$v" -lt 1000 ] && v=$((v * 1000)); [ "$v" -le 150000 ] && [ "$v" -gt "$t" ] && t=$v; done; }
+state() { w="$1"; shift; hot; echo "__tailor_state:$w:thermal_mc=$t"
+for c in "$@"; do f=/sys/devices/system/cpu/cpu$c/cpufreq; rd $f/scaling_cur_freq; q=$r; rd $f/scaling_governor
+echo "__tailor_state:$w:cpu$c=$q,$r"; done
+b=BATTERY; rd $b/capacity; q=$r; rd $b/temp; echo "__tailor_state:$w:battery=$q,$r"; }
 """
 
 
@@ -190,8 +191,9 @@ class AndroidDevice(Device):
         limit_mc = int(self.cooldown_c * 1000) if self.cooldown_c is not None else None
         wait = int(self.cooldown_wait_s) if limit_mc is not None else 0
         cores = " ".join(str(c) for c in session.cores)
-        script = (self._prelude() + f"waited=0\nwhile [ {wait} -gt 0 ] && [ \"$(hot)\" -gt {limit_mc or 0} ] && "
-                  f"[ \"$waited\" -lt {wait} ]; do sleep 1; waited=$((waited + 1)); done\n"
+        script = (self._prelude() + f"waited=0\nwhile [ {wait} -gt 0 ]; do hot\n"
+                  f"[ \"$t\" -gt {limit_mc or 0} ] && [ \"$waited\" -lt {wait} ] || break\n"
+                  "sleep 1; waited=$((waited + 1)); done\n"
                   f"echo \"__tailor_waited=$waited\"\nstate before {cores}\n"
                   f"cd {shlex.quote(session.run_dir)} && {command} 2>&1\nrc=$?\nstate after {cores}\n"
                   "(exit $rc)")
@@ -227,8 +229,8 @@ class AndroidDevice(Device):
         dirs = shlex.join([run_dir, f"{DEVICE_ROOT}/bin"])
         script = (self._prelude() + f"mkdir -p {dirs} || echo __tailor_mkdir_failed\n"
                   f"for k in {keys}; do printf '__tailor_prop:%s=%s\\n' \"$k\" \"$(getprop \"$k\")\"; done\n"
-                  "for c in /sys/devices/system/cpu/cpu[0-9]*; do n=${c##*/cpu}\n"
-                  "echo \"__tailor_cpu:$n=$(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done\n"
+                  "for c in /sys/devices/system/cpu/cpu[0-9]*; do rd $c/cpufreq/cpuinfo_max_freq\n"
+                  "echo \"__tailor_cpu:${c##*/cpu}=$r\"; done\n"
                   f"echo \"__tailor_sha=$(sha256sum {shlex.quote(remote_binary)} 2>/dev/null)\"\n"
                   "state now")
         result = self.connection.shell(script, timeout_s=60)
