@@ -19,9 +19,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-setup: $(STAMP)
+# TVM in its own environment: apache-tvm needs typing-extensions >= 4.13, litert-torch < 4.13 (RUNTIME-NOTES.md).
+# The tvm device runs its compile and measure steps in a worker process of this environment.
+TVM_VENV  := .venv-tvm
+TVM_STAMP := $(TVM_VENV)/.installed
+$(TVM_STAMP): requirements-tvm.txt
+	$(PYTHON) -m venv $(TVM_VENV)
+	$(TVM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TVM_VENV)/bin/python -m pip install --quiet -r requirements-tvm.txt
+	$(TVM_VENV)/bin/python -m pip check
+	touch $(TVM_STAMP)
 
-demo: $(STAMP)
+setup: $(STAMP) $(TVM_STAMP)
+
+demo: $(STAMP) $(TVM_STAMP)
 	$(BIN)/tailor devices
 	$(BIN)/tailor profile ofa-mbv3-max --device cpu --per-op --sort time
 	$(BIN)/tailor table build --space ofa-mbv3 --device cpu --width 1.2 --resolution 160 --db $(DB)
@@ -39,7 +50,7 @@ demo: $(STAMP)
 	  -o out/export-tflite
 	$(BIN)/tailor verify out/export-onnx
 
-test: $(STAMP)
+test: $(STAMP) $(TVM_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
@@ -52,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/profiling_overhead.py
 
 clean:
-	rm -rf $(VENV) out  # tailor.db holds measurements: never removed here
+	rm -rf $(VENV) $(TVM_VENV) out  # tailor.db holds measurements: never removed here

@@ -11,11 +11,13 @@ from tailorkit.devices.android import AndroidDevice
 from tailorkit.devices.base import Device
 from tailorkit.devices.litert import LiteRtDevice
 from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
+from tailorkit.devices.tvm import TvmDevice
 
 devices: Registry[Device] = Registry("devices")
 devices.register("onnxruntime")(OnnxRuntimeDevice)
 devices.register("litert")(LiteRtDevice)
 devices.register("android")(AndroidDevice)
+devices.register("tvm")(TvmDevice)
 
 
 def create_device(config: DeviceConfig) -> Device:
@@ -31,4 +33,4 @@ def create_device(config: DeviceConfig) -> Device:
     return factory(name=config.name, **config.options)
 
 
-__all__ = ["AndroidDevice", "Device", "LiteRtDevice", "OnnxRuntimeDevice", "create_device", "devices"]
+__all__ = ["AndroidDevice", "Device", "LiteRtDevice", "OnnxRuntimeDevice", "TvmDevice", "create_device", "devices"]
