@@ -227,6 +227,7 @@ def test_existing_output_is_kept_unless_forced(ofa_supernet: Path, tmp_path: Pat
 @pytest.mark.parametrize(("options", "message"), [
     ({"fmt": "coreml"}, "unknown export format 'coreml'"),
     ({"fmt": "tvm"}, "tvm device"),
+    ({"fmt": "tvm", "device": "tvm-cpu", "quantize": "int8"}, "TVM compiles the float32 model"),
     ({"quantize": "fp16"}, "--quantize must be one of int8"),
     ({"simplifier": "magic"}, "--simplify must be one of"),
     ({"supernet": None}, "needs trained weights"),

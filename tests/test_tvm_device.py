@@ -135,3 +135,41 @@ def test_kernel_names_become_op_types() -> None:
     assert kernel_op_type("conv2d12") == "conv2d"
     assert kernel_op_type("tir_clip") == "clip"
     assert kernel_op_type("matmul") == "matmul"
+
+
+def test_tvm_export_writes_a_verified_library_and_its_source(tmp_path: Path) -> None:
+    from tailorkit.core.config import parse_config
+    from tailorkit.export.manifest import check_files
+    from tailorkit.search.specialize import ExportOptions, export_arch, rerun_accuracy
+    from tailorkit.search.supernet import load_digits_splits
+    from tailorkit.spaces import OFAMobileNetV3Space
+
+    config = parse_config({"devices": {"tvm-cpu": {"kind": "tvm", "target": "llvm"}}})
+    space = OFAMobileNetV3Space(width=1.0)
+    arch = space.smallest(128)
+    data = load_digits_splits()
+    out = tmp_path / "tvm-out"
+    manifest = export_arch(space, arch, out, ExportOptions(fmt="tvm", device="tvm-cpu", train_epochs=1),
+                           source={"kind": "arch"}, config=config, data=data)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.so"]
+    assert manifest.format == "tvm" and manifest.model_file() == "model.so"
+    assert manifest.compiled["input_shape"] == list(space.input_shape(arch)) and '"llvm"' in manifest.compiled["target"]
+    assert manifest.compiled["tvm"].startswith("0.") and manifest.verify["passed"]
+    assert manifest.accuracy["runtime"] == pytest.approx(manifest.accuracy["torch"], abs=0.01)
+    assert manifest.measured["device"] == "tvm-cpu" and manifest.measured["latency_ms"]["mean"] > 0
+    assert check_files(out, manifest) == []
+    assert rerun_accuracy(out, manifest) == pytest.approx(manifest.accuracy["runtime"], abs=1e-6)
+
+
+def test_verifying_for_a_missing_gpu_falls_back_to_llvm_and_says_so(small_onnx: Path) -> None:
+    from tailorkit.search.specialize import _tvm_outputs
+
+    cuda = TvmDevice("rtx", target="cuda")
+    try:
+        if cuda.check() is None:
+            pytest.skip("a CUDA device is present: the fallback is not taken")
+        x = np.random.default_rng(2).standard_normal((3, 3, 16, 16)).astype(np.float32)
+        outputs, note = _tvm_outputs(cuda, small_onnx, x)
+    finally:
+        cuda.close()
+    assert outputs.shape == (3, 10) and note is not None and "verified on llvm" in note and "no CUDA" in note

@@ -994,7 +994,8 @@ def export_cmd(
                                                       "and --arch).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (created; must be empty "
                                                                     "unless --force).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="onnx or tflite.")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", help="onnx, tflite or tvm (a library for --device, which must be "
+                                                      "a tvm device).")] = "onnx",
     supernet: Annotated[Path | None, typer.Option(help="Supernet checkpoint folder: the subnet's weights.")] = None,
     train_epochs: Annotated[int, typer.Option(help="Epochs on digits: fine-tunes the extracted subnet, or trains "
                                                    "it from scratch without --supernet.")] = 0,

@@ -228,14 +228,17 @@ class TvmDevice(Device):
                 for k in reply["kernels"]]
 
     def infer(self, path: str | Path, inputs: Sequence[Path], output_prefix: Path,
-              input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[Path]:
+              input_shapes: Mapping[str, Sequence[int]] | None = None, rows: bool = False) -> list[Path]:
         """Run ``path`` on ``.npy`` inputs (compiled for their shapes unless ``input_shapes`` says otherwise); the
-        outputs as ``.npy`` files (to compare with another runtime)."""
+        outputs as ``.npy`` files (to compare with another runtime). ``rows``: each file holds N inputs for a
+        batch-1 model, run one by one in a single request."""
         if input_shapes is None:
             names = list(onnx_input_shapes(path))
-            input_shapes = {name: np.load(p, mmap_mode="r").shape for name, p in zip(names, inputs, strict=False)}
+            shapes = [np.load(p, mmap_mode="r").shape for p in inputs]
+            input_shapes = {name: (1, *shape[1:]) if rows else shape
+                            for name, shape in zip(names, shapes, strict=False)}
         reply = self._call({"op": "infer", **self._model(path, input_shapes), "inputs": [str(p) for p in inputs],
-                            "output_prefix": str(output_prefix)})
+                            "output_prefix": str(output_prefix), "rows": rows})
         return [Path(p) for p in reply["outputs"]]
 
     def export_library(self, path: str | Path, output: str | Path,

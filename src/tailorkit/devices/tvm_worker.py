@@ -206,13 +206,19 @@ class Worker:
         tvm = _tvm()
         _, vm, target, _ = self._compile(request)
         dev = _device(target)
-        inputs = [tvm.runtime.tensor(np.load(path), dev) for path in request["inputs"]]
-        out = vm["main"](*inputs)
-        outputs = out if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else [out]
+        arrays = [np.load(path) for path in request["inputs"]]
+        # rows=True: the compiled model takes batch 1 and each file holds N inputs, run one by one
+        batches = zip(*[[a[i:i + 1] for i in range(len(a))] for a in arrays], strict=True) if request.get("rows") \
+            else [arrays]
+        results: list[list[Any]] = []
+        for batch in batches:
+            out = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in batch])
+            values = out if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else [out]
+            results.append([value.numpy() for value in values])
         paths = []
-        for i, value in enumerate(outputs):
+        for i in range(len(results[0])):
             path = f"{request['output_prefix']}{i}.npy"
-            np.save(path, value.numpy())
+            np.save(path, np.concatenate([r[i] for r in results]))
             paths.append(path)
         return {"outputs": paths}
 

@@ -2,14 +2,16 @@
 
 Manifest (JSON, ``schema`` = ``tailorkit.export-manifest``, ``version`` 1)::
 
-    format          onnx | tflite
+    format          onnx | tflite | tvm
     quantize        null | "int8"
     space           {name, width}
     arch            the arch's JSON form
     input           {name, shape, layout, dtype, verified_shape, preprocessing}
                     shape: the deployment input (what tables, predictions and measurements use); ONNX files
                     declare height and width dynamic so that verified_shape (the digits input) runs too
-    files           [{name, sha256, bytes}]                        every model file of the folder
+    files           [{name, sha256, bytes}]                        every model file of the folder, the model first
+                    (tvm: model.so, then the model.onnx it was compiled from)
+    compiled        {library, target, tvm, tuning, compile_s, input_shape} | null    (tvm only)
     source          {kind: search-result | search | arch, path?, sha256?}
     weights         {kind: supernet | trained, checkpoint?, sha256?, finetune_epochs, bn_recalibrated}
     accuracy        {dataset, split, n, torch, runtime}
@@ -66,6 +68,7 @@ class ExportManifest:
     predicted: dict[str, Any] | None = None
     measured: dict[str, Any] | None = None
     refit: dict[str, Any] | None = None
+    compiled: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
 

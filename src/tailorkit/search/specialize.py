@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,7 +60,7 @@ from tailorkit.search.supernet import (
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite")
+FORMATS = ("onnx", "tflite", "tvm")
 FLOAT_MIN_AGREEMENT = 0.99
 INT8_MIN_AGREEMENT = 0.95
 FLOAT_MAX_ABS = 1e-3  # relative to max(1, |torch logits|): float runtimes differ from torch by ~1e-6
@@ -91,8 +92,12 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
-            hint = " (TVM libraries come with the tvm device)" if self.fmt == "tvm" else ""
-            raise ConfigError(f"unknown export format {self.fmt!r}; known: {', '.join(FORMATS)}{hint}")
+            raise ConfigError(f"unknown export format {self.fmt!r}; known: {', '.join(FORMATS)}")
+        if self.fmt == "tvm" and self.device is None:
+            raise ConfigError("--format tvm compiles for a tvm device's target: give --device NAME (a [devices.NAME] "
+                              "with kind = \"tvm\" in tailor.toml)")
+        if self.fmt == "tvm" and self.quantize:
+            raise ConfigError("--quantize is for onnx and tflite exports; TVM compiles the float32 model")
         if self.quantize is not None and self.quantize not in QUANTIZATIONS:
             raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {self.quantize!r}")
         if self.simplifier is not None and self.simplifier not in SIMPLIFIERS:
@@ -170,7 +175,7 @@ def _write_model(module: torch.nn.Module, space: Any, arch: Any, data: DigitsSpl
     # int8 ranges come from real training images at the shape the weights were trained on
     calibration = [digits_at(data.train_x[i:i + 1], r // RESOLUTION_SCALE) for i in rows] if options.quantize else []
     suffix = "-int8" if options.quantize else ""
-    if options.fmt == "onnx":
+    if options.fmt in ("onnx", "tvm"):
         name = f"model{suffix}.onnx"
         _say(progress, "exporting to ONNX")
         float_path = folder / ("model-float.onnx" if options.quantize else name)
@@ -201,7 +206,7 @@ def digits_at(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _verify(module: torch.nn.Module, path: Path, r: int, data: DigitsSplits,
-            options: ExportOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+            options: ExportOptions, tvm: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Torch and the runtime on the digits test split: accuracy of both, and their agreement. At the digits
     shape the weights were trained at; a TFLite graph whose reshapes fix its spatial size (SPOS's channel
     shuffle) cannot be resized, and is compared with torch at the deployment shape instead."""
@@ -210,7 +215,10 @@ def _verify(module: torch.nn.Module, path: Path, r: int, data: DigitsSplits,
     inputs = digits_at(x, r // RESOLUTION_SCALE)
     note = None
     try:
-        got = run_batch(path, options.fmt, inputs.numpy())
+        if tvm is not None:
+            got, note = _tvm_outputs(tvm, path, inputs.numpy())
+        else:
+            got = run_batch(path, options.fmt, inputs.numpy())
     except ModelFormatError as exc:
         if options.fmt != "tflite" or "cannot run with input shape" not in str(exc):
             raise
@@ -234,6 +242,27 @@ def _verify(module: torch.nn.Module, path: Path, r: int, data: DigitsSplits,
     verify = {**agreement.to_dict(), "min_agreement": options.agreement_threshold,
               "max_abs_tolerance": max_abs, "passed": passed}
     return acc, verify
+
+
+def _tvm_outputs(tvm: Any, path: Path, inputs: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The ONNX file compiled by TVM at the digits shape, run on every input. On the device's target when this
+    machine has that device; otherwise on llvm, which checks TVM's import and compilation of the model but not the
+    target's own kernels (the manifest says so)."""
+    from tailorkit.devices.tvm import TvmDevice
+
+    runner, note = tvm, None
+    if tvm.check() is not None:
+        runner = TvmDevice(f"{tvm.name}-verify", target="llvm", python=str(tvm.python))
+        note = (f"verified on llvm: {tvm.check()}; the {tvm.target} library itself was compiled but not run")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tailor-tvm-verify-") as tmp:
+            np.save(Path(tmp) / "x.npy", inputs)
+            [result] = runner.infer(path, [Path(tmp) / "x.npy"], Path(tmp) / "y", rows=True)
+            outputs = np.load(result)
+    finally:
+        if runner is not tvm:
+            runner.close()
+    return outputs, note
 
 
 def _measure(path: Path, shape: tuple[int, ...], device: str, config: Any) -> Any:
@@ -273,27 +302,54 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
         raise ConfigError(f"space {space.name!r} has no modules to export here (its latencies come from public "
                           "tables)")
     config = config or load_config()
+    target_device = None
     if options.device is not None:  # an unknown or mismatched device fails before minutes of export work
         from tailorkit.devices import create_device
 
-        runs = create_device(config.device(options.device)).model_format
-        if runs != options.fmt:
+        target_device = create_device(config.device(options.device))
+        runs = target_device.model_format
+        if options.fmt == "tvm" and target_device.kind != "tvm":
+            raise ConfigError(f"--format tvm compiles for a tvm device; {options.device!r} is a "
+                              f"{target_device.kind} device")
+        if runs != options.fmt and options.fmt != "tvm":
             raise ConfigError(f"device {options.device!r} runs {runs} models, not {options.fmt}; export with "
                               f"--format {runs} or measure on a device that runs {options.fmt} (e.g. "
                               f"{'litert' if options.fmt == 'tflite' else 'cpu'})")
+    tvm = target_device if options.fmt == "tvm" else None
     check_output_dir(out, options.force)  # before minutes of training, not after
     data = data or load_digits_splits()
     shape = tuple(space.input_shape(arch))
     r = deploy_resolution(space, arch)
     module, weights = trained_subnet(space, arch, data, options, progress)
+    try:
+        return _export_into(space, arch, out, options, source, predicted, config, progress, data, module, weights,
+                            shape, r, tvm)
+    finally:
+        if tvm is not None:
+            tvm.close()
+
+
+def _export_into(space: Any, arch: Any, out: str | Path, options: ExportOptions, source: Mapping[str, Any],
+                 predicted: Mapping[str, Any] | None, config: Any, progress: Progress | None, data: DigitsSplits,
+                 module: torch.nn.Module, weights: dict[str, Any], shape: tuple[int, ...], r: int,
+                 tvm: Any) -> ExportManifest:
     prof = None
     with staging_dir(out, options.force) as stage:
         name, simplified = _write_model(module, space, arch, data, stage, options, progress)
         path = stage / name
+        files = [file_entry(stage, name)]
+        compiled = None
+        if tvm is not None:  # the library beside the ONNX file it was compiled from
+            _say(progress, f"compiling with TVM for {tvm.target}")
+            report = tvm.export_library(path, stage / "model.so", {"input": shape})
+            compiled = {"library": "model.so", "target": report["target"], "compile_s": round(report["compile_s"], 3),
+                        "tvm": tvm.info().runtime_version, "tuning": tvm.tuning, "input_shape": list(shape)}
+            files.insert(0, file_entry(stage, "model.so"))
         acc, verify = {"torch": round(accuracy(module, data, r, "test"), 6)}, None
         if options.verify:
-            _say(progress, f"verifying in {options.fmt} runtime on {len(data.test_y)} digits test images")
-            acc, verify = _verify(module, path, r, data, options)
+            where = "TVM" if tvm is not None else f"{options.fmt} runtime"
+            _say(progress, f"verifying in {where} on {len(data.test_y)} digits test images")
+            acc, verify = _verify(module, path, r, data, options, tvm)
             if not verify["passed"]:
                 raise ExportError(
                     f"the exported {options.fmt} model disagrees with torch: top-1 agreement "
@@ -302,7 +358,11 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
                                                        if verify["max_abs_tolerance"] is not None else "")
                     + "; nothing was written")
         measured = refit = None
-        if options.device is not None:
+        unavailable = tvm.check() if tvm is not None else None
+        if unavailable is not None:  # a library for a GPU this machine lacks: compiled, verified on llvm, unmeasured
+            measured = {"device": options.device, "latency_ms": None, "error_pct": None, "input_shape": list(shape),
+                        "note": f"not measured: {unavailable}"}
+        elif options.device is not None:
             _say(progress, f"measuring on {options.device}")
             prof = _measure(path, shape, options.device, config)
             measured = _measured_entry(prof, shape, predicted, options)
@@ -316,7 +376,7 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
                    "verified_shape": [1, *acc.get("input_shape", [])] if verify else None,
                    "preprocessing": "digits standardised with the training mean/std, bilinear to r/8 px, "
                                     "grey repeated to 3 channels"},
-            files=[file_entry(stage, name)], source=dict(source), weights=weights, accuracy=acc,
+            files=files, source=dict(source), weights=weights, accuracy=acc, compiled=compiled,
             verify=verify, simplify=simplified, predicted=dict(predicted) if predicted else None,
             measured=measured, refit=refit, versions=runtime_versions(), created=now())
         write_manifest(stage, manifest)
@@ -402,5 +462,18 @@ def rerun_accuracy(folder: str | Path, manifest: ExportManifest) -> float:
         size = int(shape[-1])
     except (TypeError, ValueError, IndexError):
         raise ConfigError(f"the manifest's verified input shape {shape!r} is not an image shape") from None
-    got = run_batch(Path(folder) / manifest.model_file(), manifest.format, digits_at(x, size).numpy())
+    inputs = digits_at(x, size).numpy()
+    if manifest.format == "tvm":  # the library is compiled for the deployment shape: rerun its ONNX source in TVM
+        from tailorkit.devices.tvm import TvmDevice
+
+        source = next((f["name"] for f in manifest.files if f["name"].endswith(".onnx")), None)
+        if source is None:
+            raise ConfigError("the tvm export lists no ONNX source to verify")
+        runner = TvmDevice("verify", target="llvm")
+        try:
+            got, _ = _tvm_outputs(runner, Path(folder) / source, inputs)
+        finally:
+            runner.close()
+    else:
+        got = run_batch(Path(folder) / manifest.model_file(), manifest.format, inputs)
     return float((got.argmax(1) == y.numpy()).mean())
