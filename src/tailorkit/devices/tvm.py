@@ -138,6 +138,7 @@ class TvmDevice(Device):
         self.compile_timeout_s = float(compile_timeout_s)
         self._worker: _WorkerProcess | None = None
         self._hello: dict[str, Any] | None = None
+        self.last_compile_s: float | None = None  # how long the latest measured model took to import and compile
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -212,6 +213,7 @@ class TvmDevice(Device):
                             "runs": settings.runs, "number": settings.number,
                             "min_sample_ms": settings.min_sample_ms},
                            threads=settings.threads, timeout_s=self.compile_timeout_s + settings.timeout_s)
+        self.last_compile_s = float(reply["compile_s"])
         return Latency.from_samples(reply["samples_ms"], outlier=settings.outlier, number=int(reply["number"]))
 
     def profile_ops(self, path: str | Path, settings: BenchmarkSettings,
