@@ -35,6 +35,7 @@ setup: $(STAMP) $(TVM_STAMP)
 demo: $(STAMP) $(TVM_STAMP)
 	$(BIN)/tailor devices
 	$(BIN)/tailor profile ofa-mbv3-max --device cpu --per-op --sort time
+	$(BIN)/tailor profile ofa-mbv3-min --device tvm --resolution 128 --per-op --sort time --runs 20
 	$(BIN)/tailor table build --space ofa-mbv3 --device cpu --width 1.2 --resolution 160 --db $(DB)
 	$(BIN)/tailor table show --db $(DB)
 	$(BIN)/tailor table export ofa-mbv3-w1.2-r160 --db $(DB) -o out/ofa-mbv3-w1.2-r160.yaml

@@ -52,6 +52,9 @@ def test_devices_lists_builtin_and_configured(tmp_path: Path) -> None:
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
     assert "reachable" in lines["cpu"] and "reachable" in lines["pinned"]
     assert "unavailable" in lines["pixel"]
+    from tailorkit.devices.tvm import default_tvm_python
+
+    assert ("reachable" if default_tvm_python().exists() else "make setup") in lines["tvm"]
 
 
 # ---------------------------------------------------------------------------------------------- bad input

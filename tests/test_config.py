@@ -13,8 +13,8 @@ def test_builtin_cpu_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TAILOR_CONFIG", raising=False)
     config = load_config()
-    assert list(config.devices) == ["cpu", "litert"] and config.devices["cpu"].kind == "onnxruntime"
-    assert config.devices["litert"].kind == "litert"
+    assert list(config.devices) == ["cpu", "litert", "tvm"] and config.devices["cpu"].kind == "onnxruntime"
+    assert config.devices["litert"].kind == "litert" and config.devices["tvm"].kind == "tvm"
     assert config.store_url == "sqlite:///tailor.db"
 
 
@@ -26,7 +26,7 @@ def test_file_devices_and_settings_precedence(tmp_path: Path) -> None:
                     '[devices.jetson]\nkind = "tensorrt"\n')
     config = load_config(path)
     assert config.store_url == "sqlite:///x.db"
-    assert set(config.devices) == {"cpu", "litert", "fast", "pixel", "jetson"}
+    assert set(config.devices) == {"cpu", "litert", "tvm", "fast", "pixel", "jetson"}
     assert config.settings("fast").threads == 2 and config.settings("fast").runs == 20
     assert config.settings("fast", threads=4, runs=None).threads == 4
     assert config.settings("cpu").threads == 1

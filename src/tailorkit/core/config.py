@@ -32,6 +32,7 @@ CONFIG_ENV = "TAILOR_CONFIG"
 CONFIG_NAME = "tailor.toml"
 BUILTIN_CPU = "cpu"
 BUILTIN_LITERT = "litert"
+BUILTIN_TVM = "tvm"  # TVM on this CPU (llvm), through .venv-tvm
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class TailorConfig:
 
 def builtin_devices() -> dict[str, DeviceConfig]:
     return {BUILTIN_CPU: DeviceConfig(name=BUILTIN_CPU, kind="onnxruntime"),
-            BUILTIN_LITERT: DeviceConfig(name=BUILTIN_LITERT, kind="litert")}
+            BUILTIN_LITERT: DeviceConfig(name=BUILTIN_LITERT, kind="litert"),
+            BUILTIN_TVM: DeviceConfig(name=BUILTIN_TVM, kind="tvm")}
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
