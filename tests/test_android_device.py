@@ -113,24 +113,7 @@ def test_profile_from_config_runs_on_the_phone_with_few_round_trips(tmp_path: Pa
     assert [Path(p).name.split("-")[0] for p, _ in peer.stats.pushes] == ["model"]  # the binary's hash matched
 
 
-def test_table_build_on_the_phone_is_stored_and_resumes(tmp_path: Path, peer: LoopbackAdbPeer, launcher: Path,
-                                                         adb_key: Path) -> None:
-    config = _config(tmp_path, peer, launcher, adb_key)
-    args = ("table", "build", "--space", "ofa-mbv3", "--device", "phone", "--resolution", "128", "--runs", "3",
-            "--warmup", "1", "--limit", "2", "--config", str(config))
-    first = run_cli(*args)
-    assert first.returncode == 0, first.stderr
-    assert "2 measured now" in first.stdout and "left for a rerun" in first.stdout
-    second = run_cli(*args)
-    assert second.returncode == 0, second.stderr
-    assert "2 measured now, 2 already" in second.stdout
-    with TableStore(f"sqlite:///{tmp_path / 'phone.db'}") as store:
-        table = store.table("ofa-mbv3-w1-r128", device="phone")
-    assert len(table) == 4 and table.device.kind == "android" and table.settings.runs == 3
-    assert all(latency.mean > 0 and latency.n == 3 for latency in table.entries.values())
-
-
-def test_phone_unplugged_mid_table_keeps_rows_and_names_the_device(tmp_path: Path, peer: LoopbackAdbPeer,
+def test_table_on_the_phone_keeps_its_rows_when_unplugged_and_resumes(tmp_path: Path, peer: LoopbackAdbPeer,
                                                                    launcher: Path, adb_key: Path) -> None:
     config = _config(tmp_path, peer, launcher, adb_key, extra="retries = 2\nbackoff_s = 0.05\n")
     # set-up shell, then two benchmarks: the cable is pulled as the second op's benchmark finishes
@@ -149,7 +132,11 @@ def test_phone_unplugged_mid_table_keeps_rows_and_names_the_device(tmp_path: Pat
     peer.restore()
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert "3 measured now, 1 already" in resumed.stdout
+    assert "3 measured now, 1 already" in resumed.stdout and "left for a rerun" in resumed.stdout  # --limit 3
+    with TableStore(f"sqlite:///{tmp_path / 'phone.db'}") as store:
+        table = store.table("ofa-mbv3-w1-r128", device="phone")
+    assert len(table) == 4 and table.device.kind == "android" and table.settings.runs == 3
+    assert all(latency.mean > 0 and latency.n == 3 for latency in table.entries.values())
 
 
 def test_a_dropped_connection_is_reopened_and_the_run_completes(tmp_path: Path, peer: LoopbackAdbPeer,

@@ -60,6 +60,10 @@ def adb_key_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return own
 
 
+class AdbAuthError(DeviceError):
+    """The phone did not accept this computer's key (its prompt was not answered): never retried."""
+
+
 @dataclass(frozen=True)
 class ShellResult:
     output: str
@@ -130,7 +134,7 @@ class AdbConnection:
         except Exception as exc:  # noqa: BLE001 - adb-shell raises its own types, OSError and struct errors
             _close_quietly(device)
             if prompted and isinstance(exc, (exceptions.AdbTimeoutError, exceptions.TcpTimeoutException)):
-                raise DeviceError(
+                raise AdbAuthError(
                     f"device {self.name!r} ({self.target}) did not accept this computer's adb key: unlock the phone, "
                     f"tap Allow on the \"Allow USB debugging?\" prompt (tick \"Always allow\") and rerun; key: "
                     f"{key}.pub") from None
@@ -160,10 +164,10 @@ class AdbConnection:
                     if attempt:
                         self.counters.reconnects += 1
                 return action(self._device)
-            except DeviceError as exc:
+            except AdbAuthError:
+                raise
+            except DeviceError as exc:  # could not connect (yet): adbd restarting, Wi-Fi coming back
                 last = str(exc)
-                if "did not accept" in last:
-                    raise
             except _CommandFailed:
                 raise
             except Exception as exc:  # noqa: BLE001 - see _is_transport_error

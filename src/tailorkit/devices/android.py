@@ -10,7 +10,6 @@ run directory. Every device-side argument goes through :func:`shlex.quote`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from tailorkit.core.version import __version__
 from tailorkit.devices.adb import AdbConnection
 from tailorkit.devices.base import Device
 from tailorkit.devices.tflite_benchmark import BenchmarkOutput, parse_benchmark_output
+from tailorkit.export.onnx import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class AndroidDevice(Device):
         if self._session is not None:
             return self._session
         binary = self._binary()
-        local_sha = _sha256(binary)
+        local_sha = sha256_file(binary)
         remote_binary = f"{DEVICE_ROOT}/bin/benchmark_model-{local_sha[:16]}"
         run_dir = f"{DEVICE_ROOT}/run-{os.getpid()}-{secrets.token_hex(4)}"
         keys = " ".join(shlex.quote(k) for k in _PROPS)
@@ -277,7 +277,7 @@ class AndroidDevice(Device):
         return self.benchmark_binary
 
     def _push_model(self, session: _Session, path: Path) -> str:
-        sha = _sha256(path)
+        sha = sha256_file(path)
         if sha not in self._pushed:
             remote = f"{session.run_dir}/model-{sha[:16]}.tflite"
             self.connection.push(path, remote, mode=0o644)
@@ -286,14 +286,6 @@ class AndroidDevice(Device):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _mask(cores: Sequence[int]) -> int:

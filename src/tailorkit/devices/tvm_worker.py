@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 PROTOCOL = 1
+_CACHED_MODELS = 8  # compiled modules kept: a profile compiles once for its end-to-end and per-op runs
 
 
 class WorkerError(Exception):
@@ -84,6 +85,10 @@ class Worker:
             digest = hashlib.sha256(f.read()).hexdigest()
         key = json.dumps([digest, shapes, request["target"], tuning], sort_keys=True)
         if key not in self.compiled:
+            if len(self.compiled) >= _CACHED_MODELS:  # a table build compiles hundreds of single-op models
+                oldest = next(iter(self.compiled))
+                self.compiled.pop(oldest)
+                self.vms.pop(oldest, None)
             self.compiled[key] = self._build(tvm, model, shapes, request["target"], tuning)
         executable, target, compile_s = self.compiled[key]
         if request.get("load", True) and key not in self.vms:
@@ -116,7 +121,7 @@ class Worker:
                                          f"{_first_line(exc)}") from None
         return executable, target, time.perf_counter() - t0
 
-    def _inputs(self, vm: Any, target: Any, shapes: dict[str, list[int]]) -> list[Any]:
+    def _inputs(self, target: Any, shapes: dict[str, list[int]]) -> list[Any]:
         import numpy as np
 
         tvm = _tvm()
@@ -145,7 +150,7 @@ class Worker:
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         _, vm, target, compile_s = self._compile(request)
         dev = _device(target)
-        args = self._inputs(vm, target, request["shapes"])
+        args = self._inputs(target, request["shapes"])
         main = vm["main"]
         for _ in range(int(request.get("warmup", 10))):
             main(*args)
@@ -164,7 +169,7 @@ class Worker:
     def profile(self, request: dict[str, Any]) -> dict[str, Any]:
         _, vm, target, compile_s = self._compile(request)
         dev = _device(target)
-        args = self._inputs(vm, target, request["shapes"])
+        args = self._inputs(target, request["shapes"])
         main = vm["main"]
         for _ in range(int(request.get("warmup", 10))):
             main(*args)
