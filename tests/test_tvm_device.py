@@ -173,3 +173,41 @@ def test_verifying_for_a_missing_gpu_falls_back_to_llvm_and_says_so(small_onnx: 
     finally:
         cuda.close()
     assert outputs.shape == (3, 10) and note is not None and "verified on llvm" in note and "no CUDA" in note
+
+
+def test_metaschedule_tunes_each_kernel_once_and_refuses_a_damaged_database(tmp_path: Path) -> None:
+    node = helper.make_node("Conv", ["input", "w"], ["y"])
+    relu = helper.make_node("Relu", ["y"], ["output"])
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [8, 8, 1, 1],
+                                 np.random.default_rng(0).standard_normal(64).astype(np.float32).tolist())
+    graph = helper.make_graph([node, relu], "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                    [1, 8, 4, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 4, 4])],
+                              initializer=[weights])
+    model = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
+    settings = BenchmarkSettings(warmup=1, runs=5)
+    tuned = TvmDevice("tuned", tuning="metaschedule", trials=2, tuning_db=str(tmp_path / "db"))
+    try:
+        assert tuned.run_model(model, settings).mean > 0
+        assert tuned.last_tuning == {"kernels": 1, "tuned_now": 1}
+        records = (tuned.tuning_db / "database_tuning_record.json").read_text().splitlines()
+        assert len(records) == 2  # one per trial
+        assert tuned.info().properties["untuned"] == "false" and tuned.info().properties["trials"] == "2"
+    finally:
+        tuned.close()
+    again = TvmDevice("tuned", tuning="metaschedule", trials=2, tuning_db=str(tmp_path / "db"))
+    try:  # a new process, the same database: nothing is tuned twice
+        assert again.run_model(model, settings).mean > 0
+        assert again.last_tuning == {"kernels": 1, "tuned_now": 0}
+        assert (again.tuning_db / "database_tuning_record.json").read_text().splitlines() == records
+    finally:
+        again.close()
+    (tmp_path / "db").rename(tmp_path / "damaged")
+    damaged = TvmDevice("tuned", tuning="metaschedule", trials=2, tuning_db=str(tmp_path / "damaged"))
+    (damaged.tuning_db / "database_workload.json").write_text('["not", "a workload"\n{{{\n')
+    try:
+        with pytest.raises(ConfigError, match="cannot be read.*move it away"):
+            damaged.run_model(model, settings)
+    finally:
+        damaged.close()

@@ -11,6 +11,7 @@ so the device's properties say ``tuning`` and tables built with it carry that in
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from tailorkit.export.onnx import onnx_input_shapes, resolve_input_shapes
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("tvm_worker.py")
-TUNINGS = ("default-schedules",)
+TUNINGS = ("default-schedules", "metaschedule")
 _ENV_VAR = "TAILOR_TVM_PYTHON"
 _INSTALL_HINT = ("create TVM's environment with `make setup` (it makes .venv-tvm), or by hand: python3 -m venv "
                  ".venv-tvm && .venv-tvm/bin/pip install 'apache-tvm==0.27.0.post1' onnx numpy; or point "
@@ -113,15 +114,18 @@ class _WorkerProcess:
 
 class TvmDevice(Device):
     """Options: ``target`` (a TVM target string such as "llvm" or "cuda", or a table such as
-    ``{kind = "llvm", mcpu = "skylake"}``), ``tuning`` ("default-schedules": TVM's default pipeline, which applies
-    dlight's rule-based schedules on GPU targets and generic schedules on llvm; MetaSchedule tuning is not supported
-    yet), ``python`` (TVM's interpreter; default ``.venv-tvm/bin/python``), ``compile_timeout_s``."""
+    ``{kind = "llvm", mcpu = "skylake"}``); ``tuning``: "default-schedules" (TVM's default pipeline: dlight's
+    rule-based schedules on GPU targets, generic ones on llvm) or "metaschedule" (``trials`` MetaSchedule trials per
+    kernel not yet in the tuning database ``tuning_db``, default ``./tvm-tuning``, one folder per target: a kernel
+    shape is tuned once); ``python`` (TVM's interpreter; default ``.venv-tvm/bin/python``);
+    ``compile_timeout_s`` (import, tuning and compilation of one model)."""
 
     kind = "tvm"
     model_format = "onnx"
 
     def __init__(self, name: str = "tvm", target: str | Mapping[str, Any] = "llvm", tuning: str = "default-schedules",
-                 python: str | None = None, compile_timeout_s: float = 900.0) -> None:
+                 python: str | None = None, compile_timeout_s: float = 900.0, trials: int = 64,
+                 tuning_db: str = "tvm-tuning") -> None:
         super().__init__(name)
         if not isinstance(target, (str, Mapping)) or not target:
             raise ConfigError(f"device {name!r}: target must be a TVM target string (\"llvm\", \"cuda\") or a table "
@@ -130,12 +134,17 @@ class TvmDevice(Device):
             raise ConfigError(f"device {name!r}: TVM 0.27 rejects option strings like {target!r}; write the target "
                               "as a table, e.g. target = { kind = \"llvm\", mcpu = \"skylake\" }")
         if tuning not in TUNINGS:
-            raise ConfigError(f"device {name!r}: tuning must be one of {', '.join(TUNINGS)}, got {tuning!r} "
-                              "(MetaSchedule tuning is not supported yet)")
+            raise ConfigError(f"device {name!r}: tuning must be one of {', '.join(TUNINGS)}, got {tuning!r}")
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise ConfigError(f"device {name!r}: trials must be an integer >= 1, got {trials!r}")
         self.target: str | dict[str, Any] = target if isinstance(target, str) else dict(target)
         self.tuning = tuning
         self.python = Path(python).expanduser() if python else default_tvm_python()
         self.compile_timeout_s = float(compile_timeout_s)
+        self.trials = trials
+        target_id = hashlib.sha256(json.dumps(self.target, sort_keys=True).encode()).hexdigest()[:12]
+        self.tuning_db = Path(tuning_db).expanduser().resolve() / target_id
+        self.last_tuning: dict[str, int] = {}  # kernels of the latest measured model, and how many were tuned for it
         self._worker: _WorkerProcess | None = None
         self._hello: dict[str, Any] | None = None
         self.last_compile_s: float | None = None  # how long the latest measured model took to import and compile
@@ -148,13 +157,15 @@ class TvmDevice(Device):
             self._worker = None
         if self._worker is None:
             self._worker = _WorkerProcess(self.python, threads)
-        reply = self._worker.request({**payload, "target": self.target, "tuning": self.tuning},
-                                     timeout_s or self.compile_timeout_s)
+        tuning = {"tuning": self.tuning}
+        if self.tuning == "metaschedule":
+            tuning.update(trials=self.trials, tuning_db=str(self.tuning_db))
+        reply = self._worker.request({**payload, "target": self.target, **tuning}, timeout_s or self.compile_timeout_s)
         if "error" in reply:
             kind, message = reply.get("kind", ""), reply["error"]
             if kind in ("model", "import", "unsupported-op"):
                 raise ModelFormatError(message)
-            if kind == "target":
+            if kind in ("target", "tuning-db"):
                 raise ConfigError(f"device {self.name!r}: {message}")
             raise DeviceError(f"device {self.name!r}: {message}")
         return reply
@@ -184,7 +195,10 @@ class TvmDevice(Device):
         facts = self._facts()
         on_host = facts.get("target_kind") == "llvm"
         hardware = host.cpu_model() if on_host else str(facts.get("device_name") or facts.get("target_kind"))
-        properties = {"target": str(facts.get("target", self.target)), "tuning": self.tuning, "untuned": "true"}
+        properties = {"target": str(facts.get("target", self.target)), "tuning": self.tuning,
+                      "untuned": str(self.tuning != "metaschedule").lower()}
+        if self.tuning == "metaschedule":
+            properties["trials"] = str(self.trials)
         if facts.get("compute_version"):
             properties["compute_version"] = str(facts["compute_version"])
         if on_host:
@@ -214,6 +228,7 @@ class TvmDevice(Device):
                             "min_sample_ms": settings.min_sample_ms},
                            threads=settings.threads, timeout_s=self.compile_timeout_s + settings.timeout_s)
         self.last_compile_s = float(reply["compile_s"])
+        self.last_tuning = dict(reply.get("tuned") or {})
         return Latency.from_samples(reply["samples_ms"], outlier=settings.outlier, number=int(reply["number"]))
 
     def profile_ops(self, path: str | Path, settings: BenchmarkSettings,

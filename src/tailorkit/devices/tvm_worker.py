@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 PROTOCOL = 1
+_BUILD_TIMEOUT_S = 300  # per candidate: MetaSchedule's 30 s default kills builds on a busy 2-core machine
 _CACHED_MODELS = 8  # compiled modules kept: a profile compiles once for its end-to-end and per-op runs
 
 
@@ -74,6 +75,7 @@ class Worker:
     def __init__(self) -> None:
         self.compiled: dict[str, tuple[Any, Any, float]] = {}  # key → (executable, target, compile_s)
         self.vms: dict[str, Any] = {}
+        self.last_tuned: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------- compile
 
@@ -84,19 +86,20 @@ class Worker:
         with open(model, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         key = json.dumps([digest, shapes, request["target"], tuning], sort_keys=True)
+        self.last_tuned = {}
         if key not in self.compiled:
             if len(self.compiled) >= _CACHED_MODELS:  # a table build compiles hundreds of single-op models
                 oldest = next(iter(self.compiled))
                 self.compiled.pop(oldest)
                 self.vms.pop(oldest, None)
-            self.compiled[key] = self._build(tvm, model, shapes, request["target"], tuning)
+            self.compiled[key] = self._build(tvm, model, shapes, request["target"], tuning, request)
         executable, target, compile_s = self.compiled[key]
         if request.get("load", True) and key not in self.vms:
             self.vms[key] = tvm.relax.VirtualMachine(executable, _device(target))
         return executable, self.vms.get(key), target, compile_s
 
-    def _build(self, tvm: Any, model: str, shapes: dict[str, list[int]], spec: Any, tuning: str
-               ) -> tuple[Any, Any, float]:
+    def _build(self, tvm: Any, model: str, shapes: dict[str, list[int]], spec: Any, tuning: str,
+               request: dict[str, Any]) -> tuple[Any, Any, float]:
         import onnx
 
         target = _target(spec)
@@ -113,6 +116,9 @@ class Worker:
             mod = tvm.relax.frontend.onnx.from_onnx(graph, shape_dict=shapes, keep_params_in_input=False)
         except Exception as exc:  # noqa: BLE001 - the importer raises anything from asserts to TVMError
             raise WorkerError("import", f"TVM could not import {Path(model).name}: {_first_line(exc)}") from None
+        if tuning == "metaschedule":
+            executable = self._tuned(tvm, mod, target, Path(request["tuning_db"]), int(request["trials"]))
+            return executable, target, time.perf_counter() - t0
         try:
             # TVM's default pipeline: dlight's rule-based schedules on GPU targets, generic ones on llvm
             executable = tvm.compile(mod, target=target)
@@ -120,6 +126,53 @@ class Worker:
             raise WorkerError("compile", f"TVM could not compile {Path(model).name} for {target}: "
                                          f"{_first_line(exc)}") from None
         return executable, target, time.perf_counter() - t0
+
+    def _tuned(self, tvm: Any, mod: Any, target: Any, work_dir: Path, trials: int) -> Any:
+        """MetaSchedule: the kernels (fused TIR functions) that the database has no record for are tuned with
+        ``trials`` trials each, their records appended to the database in ``work_dir``; then the module is
+        compiled with the best record of every kernel. A kernel shape is tuned once per database, whatever
+        model it appears in."""
+        from tvm import relax
+        from tvm.relax import pipeline
+        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.relax_integration import compile_relax, extract_tasks
+
+        if target.kind.name == "llvm" and "num-cores" not in target.attrs:
+            # MetaSchedule refuses llvm targets without a core count; the worker's thread pool is the truth
+            config = dict(target.export())
+            config["num-cores"] = int(os.environ.get("TVM_NUM_THREADS") or os.cpu_count() or 1)
+            target = tvm.target.Target(config)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            database = ms.database.JSONDatabase(work_dir=str(work_dir))
+        except Exception as exc:  # noqa: BLE001 - a damaged file raises from the JSON reader or the IR loader
+            raise WorkerError("tuning-db", f"the MetaSchedule database in {str(work_dir)!r} cannot be read "
+                                           f"({_first_line(exc)}); move it away to tune again") from None
+        # the same preparation compile_relax applies, so that the database's keys match its kernels
+        prepare = tvm.transform.Sequential([*pipeline.library_dispatch_passes(target), relax.transform.LegalizeOps(),
+                                            relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
+                                            relax.transform.FuseOps(), relax.transform.FuseTIR()])
+        with target:
+            fused = prepare(mod)
+        tasks = extract_tasks(fused, target)
+        todo = [t for t in tasks if not database.has_workload(t.dispatched[0])]
+        if todo and trials > 0:
+            # evolutionary search samples a population of thousands before its first trial: for a few trials,
+            # replaying random traces gets there sooner
+            strategy = "evolutionary" if trials >= 64 else "replay-trace"
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(todo, str(work_dir),
+                                                                                      strategy=strategy, seed=0)
+            ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                               max_trials_global=trials * len(todo), max_trials_per_task=trials,
+                               num_trials_per_iter=min(trials, 16), database=database, cost_model="random",
+                               builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=_BUILD_TIMEOUT_S),
+                               runner=ms.runner.LocalRunner(timeout_sec=_BUILD_TIMEOUT_S))
+        self.last_tuned = {"kernels": len(tasks), "tuned_now": len(todo) if trials > 0 else 0}
+        try:
+            return compile_relax(database, mod, target, None)
+        except Exception as exc:  # noqa: BLE001
+            raise WorkerError("compile", f"TVM could not compile with the tuned schedules: "
+                                         f"{_first_line(exc)}") from None
 
     def _inputs(self, target: Any, shapes: dict[str, list[int]]) -> list[Any]:
         import numpy as np
@@ -164,7 +217,8 @@ class Worker:
             number = max(1, math.ceil(float(request.get("min_sample_ms", 3.0)) / max(one_ms, 1e-6)))
         timer = vm.time_evaluator("main", dev, number=number, repeat=int(request.get("runs", 100)))
         result = timer(*args)
-        return {"samples_ms": [float(s) * 1e3 for s in result.results], "number": number, "compile_s": compile_s}
+        return {"samples_ms": [float(s) * 1e3 for s in result.results], "number": number, "compile_s": compile_s,
+                "tuned": self.last_tuned}
 
     def profile(self, request: dict[str, Any]) -> dict[str, Any]:
         _, vm, target, compile_s = self._compile(request)
@@ -241,6 +295,10 @@ class Worker:
 
 
 def main() -> int:
+    # this file sits beside devices/tvm.py: with its folder on sys.path (python without -I), `import tvm` would
+    # find that module instead of TVM
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # TVM's C++ logging and any print() go to stderr, never into the replies
     sys.stdout = sys.stderr
