@@ -121,9 +121,10 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path, small_onnx: Path) ->
         bad_target.close()
     with pytest.raises(ConfigError, match="as a table"):
         TvmDevice("x", target="llvm -mcpu=skylake")
-    for tuning in ("autotvm", "metaschedule"):
-        with pytest.raises(ConfigError, match="tuning must be one of"):
-            TvmDevice("x", tuning=tuning)
+    with pytest.raises(ConfigError, match="tuning must be one of default-schedules, metaschedule"):
+        TvmDevice("x", tuning="autotvm")
+    with pytest.raises(ConfigError, match="trials must be an integer >= 1"):
+        TvmDevice("x", tuning="metaschedule", trials=0)
     missing = TvmDevice("x", python=str(tmp_path / "no" / "python"))
     with pytest.raises(MissingDependencyError, match="make setup"):
         missing.run_model(small_onnx, SETTINGS)
