@@ -200,14 +200,19 @@ class Worker:
                 reply["compute_version"] = str(dev.compute_version)
         return reply
 
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _warm(self, request: dict[str, Any]) -> tuple[Any, Any, list[Any], float]:
+        """The compiled model's VM, its device and random inputs, after ``warmup`` untimed runs."""
         _, vm, target, compile_s = self._compile(request)
         dev = _device(target)
         args = self._inputs(target, request["shapes"])
-        main = vm["main"]
         for _ in range(int(request.get("warmup", 10))):
-            main(*args)
+            vm["main"](*args)
         dev.sync()
+        return vm, dev, args, compile_s
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        vm, dev, args, compile_s = self._warm(request)
+        main = vm["main"]
         number = int(request.get("number", 0))
         if number <= 0:  # the smallest count that makes a sample last min_sample_ms
             t0 = time.perf_counter()
@@ -221,12 +226,8 @@ class Worker:
                 "tuned": self.last_tuned}
 
     def profile(self, request: dict[str, Any]) -> dict[str, Any]:
-        _, vm, target, compile_s = self._compile(request)
-        dev = _device(target)
-        args = self._inputs(target, request["shapes"])
+        vm, dev, args, compile_s = self._warm(request)
         main = vm["main"]
-        for _ in range(int(request.get("warmup", 10))):
-            main(*args)
         runs = int(request.get("runs", 100))
         totals: dict[str, float] = {}
         calls: dict[str, int] = {}
