@@ -262,8 +262,8 @@ def test_state_lines_become_device_state() -> None:
               "schedutil\n__tailor_state:before:battery=87,312\nINFO: count=5 avg=10\n"
               "__tailor_state:after:thermal_mc=43000\n__tailor_state:after:cpu7=2400000,schedutil\n"
               "__tailor_state:after:battery=87,315\n")
-    lines, state = _split_state(output)
-    assert lines == ["INFO: count=5 avg=10"]
+    lines, state, hot_before = _split_state(output)
+    assert lines == ["INFO: count=5 avg=10"] and hot_before == 41200
     assert state["cooldown_waited_s"] == "3" and state["thermal_c_before"] == "41.2"
     assert state["thermal_c_after"] == "43.0" and state["freq_mhz_before"] == "2842"
     assert state["governor_after"] == "schedutil" and state["battery_pct_before"] == "87"

@@ -27,6 +27,7 @@ from tailorkit.devices.adb import AdbConnection
 from tailorkit.devices.base import Device
 from tailorkit.devices.tflite_benchmark import BenchmarkOutput, parse_benchmark_output
 from tailorkit.export.onnx import sha256_file
+from tailorkit.export.tflite import tflite_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +199,13 @@ class AndroidDevice(Device):
                   f"cd {shlex.quote(session.run_dir)} && {command} 2>&1\nrc=$?\nstate after {cores}\n"
                   "(exit $rc)")
         result = self.connection.shell(script, timeout_s=settings.timeout_s + wait + 60)
-        lines, state = _split_state(result.output)
+        lines, state, hot_before = _split_state(result.output)
         if wait and state.get("cooldown_waited_s", "0") != "0":
             log.info("device %s waited %s s to cool below %s °C", self.name, state["cooldown_waited_s"],
                      self.cooldown_c)
         if limit_mc is not None:
             state["cooldown_c"] = f"{self.cooldown_c:g}"
-            hot_before = _to_int(state.get("thermal_c_before_mc"))
             state["cooldown_timed_out"] = str(hot_before is not None and hot_before > limit_mc).lower()
-        state.pop("thermal_c_before_mc", None)
         self._state = state
         text = "\n".join(lines)
         if result.returncode in (126, 127) or (result.returncode and _exec_failure(text)):
@@ -258,8 +257,7 @@ class AndroidDevice(Device):
         if remote_sha != local_sha:
             log.info("device %s: pushing %s (%d bytes)", self.name, binary.name, binary.stat().st_size)
             self.connection.push(binary, remote_binary, mode=0o755)
-        _, state = _split_state(result.output)
-        self._state = {k: v for k, v in state.items() if k != "thermal_c_before_mc"}
+        self._state = _split_state(result.output)[1]
         self._session = _Session(run_dir=run_dir, binary=remote_binary, binary_sha=local_sha, props=props,
                                  max_khz=max_khz, cores=cores)
         return self._session
@@ -335,8 +333,6 @@ def _check_abi(name: str, binary: Path, props: Mapping[str, str]) -> None:
 def _check_shapes(path: Path, input_shapes: Mapping[str, Sequence[int]] | None) -> None:
     if not input_shapes:
         return
-    from tailorkit.export.tflite import tflite_input_shape
-
     wanted = [tuple(int(d) for d in shape) for shape in input_shapes.values()]
     own = tflite_input_shape(path)
     if wanted != [own]:
@@ -344,11 +340,13 @@ def _check_shapes(path: Path, input_shapes: Mapping[str, Sequence[int]] | None) 
                                "(export the model at that shape)")
 
 
-def _split_state(output: str) -> tuple[list[str], dict[str, str]]:
-    """The benchmark's lines, and the state lines our scripts print, as DeviceInfo.state entries."""
+def _split_state(output: str) -> tuple[list[str], dict[str, str], int | None]:
+    """The benchmark's lines; the state lines our scripts print, as DeviceInfo.state entries; and the hottest
+    zone in m°C just before the benchmark ran (what the cool-down limit is checked against)."""
     lines: list[str] = []
     raw: dict[str, dict[str, str]] = {}
     state: dict[str, str] = {}
+    hot_before = None
     for line in output.splitlines():
         if line.startswith("__tailor_state:"):
             when, _, rest = line[len("__tailor_state:"):].partition(":")
@@ -363,8 +361,8 @@ def _split_state(output: str) -> tuple[list[str], dict[str, str]]:
         mc = _to_int(values.get("thermal_mc"))
         if mc:
             state[f"thermal_c{suffix}"] = f"{mc / 1000:.1f}"
-        if when == "before" and mc is not None:
-            state["thermal_c_before_mc"] = str(mc)
+        if when == "before":
+            hot_before = mc
         freqs, governors = [], set()
         for key, value in values.items():
             if key.startswith("cpu"):
@@ -382,7 +380,7 @@ def _split_state(output: str) -> tuple[list[str], dict[str, str]]:
             state[f"battery_pct{suffix}"] = level
         if tenths.lstrip("-").isdigit():
             state[f"battery_c{suffix}"] = f"{int(tenths) / 10:.1f}"
-    return lines, state
+    return lines, state, hot_before
 
 
 def _to_int(value: Any) -> int | None:
