@@ -107,7 +107,8 @@ def _models(tvm: TvmDevice, tmp: Path, device: str) -> list[dict[str, Any]]:
     return rows
 
 
-def run(n_ops: int, target: str, n_tuned: int, trials: int, device: str = "cuda") -> dict[str, Any]:
+def run(n_ops: int, target: str, n_tuned: int, trials: int, device: str = "cuda", with_models: bool = True) \
+        -> dict[str, Any]:
     if device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("error: PyTorch sees no CUDA device here; this benchmark needs an NVIDIA GPU")
     ops = list({op.key: op for op in OFAMobileNetV3Space(width=1.0).all_ops(224)}.values())
@@ -124,7 +125,7 @@ def run(n_ops: int, target: str, n_tuned: int, trials: int, device: str = "cuda"
                           tuning_db=str(tmp / "db"))
         try:
             info = tvm.info(SETTINGS)
-            models = _models(tvm, tmp, device)
+            models = _models(tvm, tmp, device) if with_models else []
             for i, op in enumerate(ops):
                 path = export_op(op, tmp / f"op{i}")
                 tvm_ms = tvm.run_model(path, SETTINGS).median
@@ -194,9 +195,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=32, help="MetaSchedule trials per kernel")
     parser.add_argument("--torch-device", default="cuda", help="where PyTorch eager runs (cpu with --target llvm "
                         "checks this script on a machine without a GPU)")
+    parser.add_argument("--no-models", action="store_true", help="single ops only")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for tvm_gpu.md|json")
     args = parser.parse_args()
-    report = run(args.ops, args.target, args.tuned, args.trials, args.torch_device)
+    report = run(args.ops, args.target, args.tuned, args.trials, args.torch_device, not args.no_models)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tvm_gpu.json").write_text(json.dumps(report, indent=1) + "\n")
     text = _markdown(report)

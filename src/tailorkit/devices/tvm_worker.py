@@ -142,6 +142,12 @@ class Worker:
             config = dict(target.export())
             config["num-cores"] = int(os.environ.get("TVM_NUM_THREADS") or os.cpu_count() or 1)
             target = tvm.target.Target(config)
+        elif target.kind.name != "llvm" and "max_threads_per_block" not in target.attrs:
+            # MetaSchedule's GPU rules need the thread and shared-memory limits that a plain "cuda" target leaves
+            # out: take the ones this GPU reports, keeping every attribute the user's target sets
+            detected = dict(tvm.target.Target.from_device(_device(target)).export())
+            given = dict(target.export())
+            target = tvm.target.Target({**given, **{k: v for k, v in detected.items() if k not in given}})
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
             database = ms.database.JSONDatabase(work_dir=str(work_dir))
