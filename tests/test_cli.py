@@ -57,6 +57,14 @@ def test_devices_lists_builtin_and_configured(tmp_path: Path) -> None:
     assert ("reachable" if default_tvm_python().exists() else "make setup") in lines["tvm"]
 
 
+
+def test_devices_shows_messages_with_brackets_verbatim(tmp_path: Path) -> None:
+    # install hints name extras ('tailorkit[tflite]'); rich markup would swallow them
+    (tmp_path / "tailor.toml").write_text('[devices.gpu]\nkind = "tvm"\npython = "/no/[such]/python"\n')
+    result = run_cli("devices", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[such]" in result.stdout
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from tailorkit.core.config import TailorConfig, load_config
@@ -114,7 +115,7 @@ def devices(config_path: ConfigOpt = None) -> None:
         except TailorError as exc:
             problem, details = str(exc), str(exc)
         status = "[green]reachable[/green]" if problem is None else "[red]unavailable[/red]"
-        table.add_row(name, dev_config.kind, status, details)
+        table.add_row(name, dev_config.kind, status, escape(details))  # install hints hold [extras]
     out.print(table)
 
 
@@ -956,7 +957,7 @@ def search_cmd(
 
         result, _hist = plan.run(on_progress)
     for note in result.notes:
-        err.print(f"note: {note}", highlight=False)
+        err.print(f"note: {escape(note)}", highlight=False)
     best = result.best
     out.print(f"best of {result.evaluations} ({result.evaluations_per_s:,.0f} evaluations/s): reward "
               f"{_fmt(best['reward'], 4)}, predicted latency {best['latency_ms']:.4g} ms"
@@ -976,7 +977,7 @@ def search_cmd(
         manifest = export_arch(space_obj, arch_obj, folder, export_options,
                                source={"kind": "search", "path": str(output)},
                                predicted=predicted_for(result, export_options), config=config,
-                               progress=lambda m: err.print(f"[dim]…[/dim] {m}"))
+                               progress=lambda m: err.print(f"[dim]…[/dim] {escape(m)}"))
         result = result.with_changes(export={
             "format": manifest.format, "path": str(folder / manifest.model_file()),
             "sha256": manifest.files[0]["sha256"], "manifest": str(folder / "manifest.json"),
@@ -1040,7 +1041,7 @@ def export_cmd(
     config = load_config(config_path)
 
     def say(message: str) -> None:
-        err.print(f"[dim]…[/dim] {message}")
+        err.print(f"[dim]…[/dim] {escape(message)}")
 
     if result is not None:
         manifest = export_search_result(result, output, options, config=config, progress=say)
