@@ -119,6 +119,14 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path, small_onnx: Path) ->
             bad_target.run_model(small_onnx, SETTINGS)
     finally:
         bad_target.close()
+    vulkan = TvmDevice("x", target="vulkan")  # the pinned apache-tvm wheel has no SPIR-V code generator
+    try:
+        assert "cannot generate code for vulkan" in (vulkan.check() or "")
+        with pytest.raises(ConfigError, match="cannot generate code for vulkan"):
+            vulkan.export_library(small_onnx, tmp_path / "vk.so")
+        assert not (tmp_path / "vk.so").exists()
+    finally:
+        vulkan.close()
     with pytest.raises(ConfigError, match="as a table"):
         TvmDevice("x", target="llvm -mcpu=skylake")
     with pytest.raises(ConfigError, match="tuning must be one of default-schedules, metaschedule"):

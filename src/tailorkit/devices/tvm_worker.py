@@ -48,7 +48,14 @@ def _target(spec: Any) -> Any:
         target = tvm.target.Target(spec)
     except Exception as exc:  # noqa: BLE001 - TVM raises its own error types for bad targets
         raise WorkerError("target", f"unknown or invalid TVM target {spec!r}: {_first_line(exc)}") from None
-    if target.kind.name in ("cuda", "opencl", "vulkan", "metal", "rocm") and target.host is None:
+    kind = target.kind.name
+    if tvm.get_global_func(f"target.build.{kind}", allow_missing=True) is None:
+        # the apache-tvm wheel leaves out some code generators (Vulkan: no SPIR-V); say so before TVM's own
+        # "Cannot find global function" halfway through a compile
+        raise WorkerError("target", f"this TVM build cannot generate code for {kind} (it was built without "
+                                    f"target.build.{kind}); build TVM from source with that backend enabled and "
+                                    "point the device's python = \"…\" at it")
+    if kind in ("cuda", "opencl", "vulkan", "metal", "rocm") and target.host is None:
         target = tvm.target.Target(spec, host="llvm")
     return target
 
