@@ -62,7 +62,7 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
                                  fmt=dev.model_format)
         fmt = prepared.path.suffix.lower().lstrip(".")
         if fmt in ("onnx", "tflite") and fmt != dev.model_format:
-            # an ONNX file cannot become TFLite here (litert-torch converts torch modules only)
+            # a .tflite file cannot become ONNX (ONNX files become TFLite through export/onnx_import)
             raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {prepared.label!r} is "
                               f"{fmt}; profile the built-in or torch model instead (it is converted), export it "
                               f"with `tailor export --format {dev.model_format}`, or pick a device that runs {fmt}")

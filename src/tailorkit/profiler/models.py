@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,8 +47,8 @@ class PreparedModel:
 
 def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes: InputShapes | None = None,
                   resolution: int = 224, fmt: str = "onnx") -> PreparedModel:
-    """The file a device runs for ``model``: a model file as it is (.onnx, .tflite), anything else exported to
-    ``fmt`` (onnx or tflite) into ``workdir``."""
+    """The file a device runs for ``model``: a model file as it is (.onnx, .tflite), an .onnx converted when
+    ``fmt`` is tflite, anything else exported to ``fmt`` (onnx or tflite) into ``workdir``."""
     if isinstance(model, nn.Module):
         return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"), fmt)
     text = str(model)
@@ -67,7 +68,10 @@ def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes:
     if path.suffix.lower() == ".onnx" or path.is_file():
         if not path.is_file():
             raise ModelFormatError(f"model file {text!r} does not exist")
-        return PreparedModel(path=path, label=path.name, input_shapes=resolve_input_shapes(path, input_shapes))
+        shapes = resolve_input_shapes(path, input_shapes)
+        if fmt == "tflite":
+            return _onnx_as_tflite(path, shapes, workdir)
+        return PreparedModel(path=path, label=path.name, input_shapes=shapes)
     if ":" in text and not path.exists():
         module = _import_module_attr(text)
         return _export(module, text, workdir, _single_shape(input_shapes, f"{text!r}"), fmt)
@@ -86,6 +90,30 @@ def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...]
     exporter = TfliteExporter() if fmt == "tflite" else OnnxExporter()
     artifact = exporter.export(module.eval(), torch.randn(*shape), workdir / f"model.{exporter.format}")
     return PreparedModel(path=Path(artifact.path), label=label, input_shapes=dict(artifact.input_shapes))
+
+
+def _onnx_as_tflite(path: Path, shapes: dict[str, tuple[int, ...]], workdir: Path) -> PreparedModel:
+    """An ONNX file for a TFLite device: rebuilt as a torch module (``export/onnx_import``), checked against ONNX
+    Runtime on a random input, then exported through the TFLite exporter like any torch model."""
+    import onnxruntime as ort
+
+    from tailorkit.export.onnx_import import onnx_to_torch
+
+    if len(shapes) != 1:
+        raise ModelFormatError(f"{path.name} has {len(shapes)} inputs; converting ONNX to TFLite takes one-input "
+                               "models")
+    (name, shape), = shapes.items()
+    module = onnx_to_torch(path, shapes)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    with torch.no_grad():
+        ours = module(x)
+    ours = (ours[0] if isinstance(ours, tuple) else ours).numpy()
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x.numpy()})[0]
+    gap = float(np.abs(ours - reference).max())
+    if gap > 1e-3 * max(1.0, float(np.abs(reference).max())):
+        raise ModelFormatError(f"converting {path.name} to torch changed its outputs (max |Δ| {gap:.3g} against ONNX "
+                               "Runtime); export the model to TFLite from its source framework instead")
+    return _export(module, f"{path.name} (as tflite)", workdir, shape, "tflite")
 
 
 def _import_module_attr(spec: str) -> nn.Module:
