@@ -79,7 +79,7 @@ def _config(tmp_path: Path, peer: LoopbackAdbPeer, launcher: Path, adb_key: Path
 
 def test_profile_from_config_runs_on_the_phone_with_few_round_trips(tmp_path: Path, peer: LoopbackAdbPeer,
                                                                     launcher: Path, adb_key: Path,
-                                                                    tflite_model: Path) -> None:
+                                                                    tflite_model: Path, small_onnx: Path) -> None:
     config = _config(tmp_path, peer, launcher, adb_key)
     (tmp_path / "mymodel.py").write_text(
         "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
@@ -111,6 +111,14 @@ def test_profile_from_config_runs_on_the_phone_with_few_round_trips(tmp_path: Pa
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["latency_ms"]["n"] == 3
     assert [Path(p).name.split("-")[0] for p, _ in peer.stats.pushes] == ["model"]  # the binary's hash matched
+
+    peer.reset_stats()  # an ONNX file is converted to TFLite on the host (export/onnx_import.py)
+    onnx_run = run_cli("profile", str(small_onnx), "--device", "phone", "--runs", "3", "--warmup", "1", "--json",
+                       "--config", str(config))
+    assert onnx_run.returncode == 0, onnx_run.stderr
+    assert json.loads(onnx_run.stdout)["model"] == "small.onnx (as tflite)"
+    assert [Path(p).name.split("-")[0] for p, _ in peer.stats.pushes] == ["model"]
+    assert Path(peer.stats.pushes[0][0]).suffix == ".tflite"
 
 
 def test_table_on_the_phone_keeps_its_rows_when_unplugged_and_resumes(tmp_path: Path, peer: LoopbackAdbPeer,
