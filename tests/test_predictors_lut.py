@@ -125,3 +125,25 @@ def test_correction_ignores_an_interrupted_run() -> None:
     measured[3] *= 2.5  # one whole-model run hit by preemption
     predictor.fit(counts, measured)
     assert predictor.coef_[0] == pytest.approx(1.2, rel=0.02) and abs(predictor.coef_[1]) < 0.5
+
+
+def test_calibration_rounds_are_interleaved_and_a_slow_episode_does_not_tilt_the_line() -> None:
+    from tailorkit.predictors.lut import calibration_archs, measure_and_correct
+
+    space = OFAMobileNetV3Space(width=1.0)
+    predictor = LutSumPredictor(_table(space, 128))
+    archs = calibration_archs(space, predictor, 6, seed=0)
+    truth = {id(a): 1.25 * float(predictor.predict_archs(space, space.to_array([a]))[0]) + 0.3 for a in archs}
+    calls: list[int] = []
+
+    def measure(arch: object) -> float:
+        calls.append(id(arch))
+        slow = 6 <= len(calls) <= 9  # the machine slows down for four measurements in a row
+        return truth[id(arch)] * (1.8 if slow else 1.0)
+
+    sums, measured = measure_and_correct(predictor, space, archs, measure, rounds=3)
+    assert calls == [id(a) for a in archs] * 3  # round-robin, not arch by arch
+    np.testing.assert_allclose(measured, [truth[id(a)] for a in archs])
+    np.testing.assert_allclose(predictor.coef_, [1.25, 0.3], rtol=1e-6)
+    with pytest.raises(Exception, match="at least 1 round"):
+        measure_and_correct(predictor, space, archs, measure, rounds=0)

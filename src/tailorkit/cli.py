@@ -749,6 +749,8 @@ def predictor_calibrate(
     n: Annotated[int, typer.Option("--n", help="Whole models to measure (smallest, largest, and spread "
                                                "between); 0 with --stored fits on stored ones only.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rounds: Annotated[int, typer.Option(min=1, help="Measure every model this many times, round-robin, and "
+                                                    "keep each one's median (robust to slow episodes).")] = 3,
     stored: Annotated[bool, typer.Option(help="Also fit on the whole models measured on this device before "
                                               "(`tailor export --refit`).")] = False,
     db: DbOpt = None,
@@ -783,7 +785,7 @@ def predictor_calibrate(
     settings = config.settings(device if device in config.devices else None)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as bar:
-        task = bar.add_task("measuring whole models", total=len(archs))
+        task = bar.add_task("measuring whole models", total=len(archs) * rounds)
 
         def measure(arch: Any) -> float:
             ms = profile(space_obj.build(arch), device, settings=settings, config=config,
@@ -794,7 +796,8 @@ def predictor_calibrate(
         stored_archs = [from_store[k] for k in known]
         stored_ms = dict(zip(map(id, stored_archs), known.values(), strict=True))
         sums, measured = measure_and_correct(pred, space_obj, archs + stored_archs,
-                                             lambda a: stored_ms[id(a)] if id(a) in stored_ms else measure(a))
+                                             lambda a: stored_ms[id(a)] if id(a) in stored_ms else measure(a),
+                                             rounds=rounds)
     if known:
         out.print(f"{len(known)} whole model(s) from the store, {len(archs)} measured now", highlight=False)
     corrected = pred.coef_[0] * sums + pred.coef_[1]

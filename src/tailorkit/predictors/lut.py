@@ -158,11 +158,16 @@ def calibration_archs(space: Any, predictor: LutSumPredictor, n: int, seed: int 
 
 
 def measure_and_correct(predictor: LutSumPredictor, space: Any, archs: list[Any],
-                        measure: Callable[[Any], float]) -> tuple[np.ndarray, np.ndarray]:
+                        measure: Callable[[Any], float], rounds: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Measure each arch end to end (``measure``: arch → ms) and fit the linear correction on them; returns the
-    (raw table sums, measured) pairs."""
+    (raw table sums, measured) pairs. With ``rounds`` > 1 every arch is measured once per round, round-robin,
+    and its median kept: a slow episode of the machine (a noisy neighbour, a frequency drop) then hits one
+    round of every arch instead of all rounds of a few, which would tilt the fitted line."""
+    if rounds < 1:
+        raise ConfigError("calibration needs at least 1 round")
     X = space.op_counts(space.to_array(archs), predictor.keys_)
-    measured = np.array([measure(a) for a in archs], dtype=np.float64)
+    runs = np.array([[measure(a) for a in archs] for _ in range(rounds)], dtype=np.float64)
+    measured = np.median(runs, axis=0)
     sums = X @ predictor.latency_
     predictor.fit(X, measured)
     return sums, measured
