@@ -338,8 +338,8 @@ def _pad(node: _Node, x: list[Value], s: list[Static]) -> list[torch.Tensor]:
         pads, value = list(node.get("pads")), float(node.get("value", 0.0))
     else:
         pads = _ints(s[1], node, "pads")
-        value = float(np.asarray(s[2]).reshape(-1)[0]) if len(x) > 2 and x[2] is not None and s[2] is not None \
-            else 0.0
+        value = float(np.asarray(_need(s[2], node, "constant value")).reshape(-1)[0]) \
+            if len(x) > 2 and x[2] is not None else 0.0
         if len(x) > 3 and x[3] is not None:
             raise ModelFormatError(f"Pad node {node.name!r}: padding selected axes is not supported")
     mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}.get(node.get("mode", "constant"))
