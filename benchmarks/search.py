@@ -254,17 +254,39 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
         table = store.table("ofa-mbv3-w1.2-r160")
     raw = LutSumPredictor(table, device="cpu")
     pred = LutSumPredictor(table, device="cpu")
+    pred_ref = LutSumPredictor(table, device="cpu")
     acc = accuracy_predictor(ckpt, n_subnets)
 
     def measure(arch: Any) -> float:
         latency = profile(space.build(arch), "cpu", input_shapes={"input": space.input_shape(arch)}).latency
         return float(latency.median if latency.median is not None else latency.mean)
 
-    # the workflow `tailor predictor calibrate` runs: 8 whole subnets, 3 interleaved rounds, fix the table's
-    # end-to-end gap
+    # every measurement is paired with one of a fixed reference model right before it: this VM has slow episodes
+    # of seconds to minutes (results/drift.md) that hit both alike, so arch / reference is far steadier than
+    # either; × the reference's median during calibration it is again in ms
+    reference = space.smallest(160)
+
+    def rounds_of(archs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        plain, ref = np.zeros((rounds, len(archs))), np.zeros((rounds, len(archs)))
+        for r in range(rounds):  # round-robin, so a slow episode hits every arch alike
+            for j, arch in enumerate(archs):
+                ref[r, j] = measure(reference)
+                plain[r, j] = measure(arch)
+            print(f"  round {r + 1}/{rounds}: {np.round(plain[r], 3).tolist()}", flush=True)
+        return plain, ref
+
+    # the workflow `tailor predictor calibrate` runs: 8 whole subnets, interleaved rounds, fix the table's
+    # end-to-end gap (fitted twice: on plain medians, and on reference-normalised ones)
     cal_archs = calibration_archs(space, pred, 8, seed=0)
-    sums, cal_measured = measure_and_correct(pred, space, cal_archs, measure, rounds=rounds)
-    print(f"calibration: a = {pred.coef_[0]:.3f}, b = {pred.coef_[1]:+.3f} ms on {len(cal_archs)} subnets", flush=True)
+    print("calibration:", flush=True)
+    cal_plain, cal_ref = rounds_of(cal_archs)
+    scale = float(np.median(cal_ref))
+    plain_med = dict(zip(map(id, cal_archs), np.median(cal_plain, 0), strict=True))
+    norm_med = dict(zip(map(id, cal_archs), np.median(cal_plain / cal_ref, 0) * scale, strict=True))
+    sums, cal_measured = measure_and_correct(pred, space, cal_archs, lambda a: plain_med[id(a)])
+    measure_and_correct(pred_ref, space, cal_archs, lambda a: norm_med[id(a)])
+    print(f"calibration: a = {pred.coef_[0]:.3f}, b = {pred.coef_[1]:+.3f} ms; reference-normalised a = "
+          f"{pred_ref.coef_[0]:.3f}, b = {pred_ref.coef_[1]:+.3f} ms (reference {scale:.3f} ms)", flush=True)
     large = pred.predict_archs(space, space.to_array([space.largest(160)]))[0]  # corrected already
     genome = Genome(space, {45: [160]})
     fastest, _ = fastest_reachable(genome, PredictorLatency(space, pred))  # noisy tables: not always the smallest
@@ -274,30 +296,42 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
         res, _ = search("ofa-mbv3", width=1.2, target_ms=float(t), latency=pred, accuracy=acc, reward="cap",
                         strategy="evolution", budget=5000, seed=i)
         winners.append(res.best)
-    measured = np.zeros((rounds, len(winners)))
-    for r in range(rounds):  # round-robin, so a slow episode of the VM hits every winner alike
-        for j, best in enumerate(winners):
-            arch = space.arch_from_dict(best["arch"])
-            measured[r, j] = measure(arch)
-        print(f"closed loop round {r + 1}/{rounds}: {np.round(measured[r], 3).tolist()}", flush=True)
+    print("winners:", flush=True)
+    win_archs = [space.arch_from_dict(b["arch"]) for b in winners]
+    measured, win_ref = rounds_of(win_archs)
     pred_ms = np.array([b["latency_ms"] for b in winners])
-    raw_ms = raw.predict_archs(space, space.to_array([space.arch_from_dict(b["arch"]) for b in winners]))
+    as_array = space.to_array(win_archs)
+    raw_ms = raw.predict_archs(space, as_array)
+    ref_pred_ms = pred_ref.predict_archs(space, as_array)
     med = np.median(measured, axis=0)
     low = measured.min(axis=0)
+    norm = np.median(measured / win_ref, axis=0) * scale
     rows = [{"target_ms": float(t), "predicted_ms": float(p), "table_sum_ms": float(s_),
              "measured_median_ms": float(m), "measured_min_ms": float(lo),
              "error_median_pct": float(100 * (p - m) / m), "error_min_pct": float(100 * (p - lo) / lo),
-             "error_table_sum_pct": float(100 * (s_ - m) / m), "arch": b["arch"]}
-            for t, p, s_, m, lo, b in zip(targets, pred_ms, raw_ms, med, low, winners, strict=True)]
+             "error_table_sum_pct": float(100 * (s_ - m) / m),
+             "predicted_ref_ms": float(pr), "measured_ref_ms": float(nm), "error_ref_pct": float(100 * (pr - nm) / nm),
+             "arch": b["arch"]}
+            for t, p, s_, m, lo, pr, nm, b in zip(targets, pred_ms, raw_ms, med, low, ref_pred_ms, norm, winners,
+                                                   strict=True)]
+    drift = float(np.median(win_ref) / scale)
     report["closed"] = {"table": "ofa-mbv3-w1.2-r160 (this machine, tailor.db)", "rounds": rounds, "runs": rows,
                         "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]),
                                         "table_sums_ms": sums.tolist(), "measured_ms": cal_measured.tolist()},
+                        "reference": {"arch": space.arch_to_dict(reference) if hasattr(space, "arch_to_dict")
+                                      else None, "calibration_median_ms": scale,
+                                      "winners_median_ms": float(np.median(win_ref)), "drift": drift,
+                                      "a": float(pred_ref.coef_[0]), "b": float(pred_ref.coef_[1])},
                         "mean_abs_error_table_sum_pct": float(np.mean([abs(r["error_table_sum_pct"])
                                                                        for r in rows])),
                         "mean_abs_error_median_pct": float(np.mean([abs(r["error_median_pct"]) for r in rows])),
                         "within_5pct": int(sum(abs(r["error_median_pct"]) <= 5 for r in rows)),
+                        "mean_abs_error_ref_pct": float(np.mean([abs(r["error_ref_pct"]) for r in rows])),
+                        "within_5pct_ref": int(sum(abs(r["error_ref_pct"]) <= 5 for r in rows)),
                         "mean_abs_error_min_pct": float(np.mean([abs(r["error_min_pct"]) for r in rows])),
-                        "round_spread_pct": float(100 * np.mean((measured.max(0) - low) / low))}
+                        "round_spread_pct": float(100 * np.mean((measured.max(0) - low) / low)),
+                        "ratio_spread_pct": float(100 * np.mean(((measured / win_ref).max(0) - (measured / win_ref)
+                                                                 .min(0)) / (measured / win_ref).min(0)))}
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -349,6 +383,19 @@ def write(report: dict[str, Any]) -> None:
                       f"sums {c['mean_abs_error_table_sum_pct']:.1f} %), {c['mean_abs_error_min_pct']:.1f} % against "
                       f"the fastest round; within 5 %: {c['within_5pct']}/10 calibrated, {raw5}/10 uncalibrated "
                       "(goal: all).", ""]
+        if "reference" in c:
+            ref = c["reference"]
+            lines += [f"Reference-normalised (each measurement paired with one of OFA-MBv3's smallest subnet "
+                          f"right before it; arch / reference × the reference's calibration median "
+                          f"{ref['calibration_median_ms']:.3f} ms; the reference ran {ref['drift']:.2f}× that while "
+                          f"the winners were measured; the ratio's spread between rounds "
+                          f"{c['ratio_spread_pct']:.0f} % against {c['round_spread_pct']:.0f} % for plain times). "
+                          f"Calibration on the same pairs: {ref['a']:.3f} × sum {ref['b']:+.3f} ms.", "",
+                          "| target ms | predicted ms | measured (normalised) ms | error |", "|---|---|---|---|"]
+            lines += [f"| {r['target_ms']:.3f} | {r['predicted_ref_ms']:.3f} | {r['measured_ref_ms']:.3f} | "
+                      f"{r['error_ref_pct']:+.1f} % |" for r in c["runs"]]
+            lines += ["", f"Mean |error| {c['mean_abs_error_ref_pct']:.1f} %; within 5 %: {c['within_5pct_ref']}/10.",
+                      ""]
     (RESULTS / "search.md").write_text("\n".join(lines))
 
 
