@@ -261,9 +261,9 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
         latency = profile(space.build(arch), "cpu", input_shapes={"input": space.input_shape(arch)}).latency
         return float(latency.median if latency.median is not None else latency.mean)
 
-    # every measurement is paired with one of a fixed reference model right before it: this VM has slow episodes
-    # of seconds to minutes (results/drift.md) that hit both alike, so arch / reference is far steadier than
-    # either; × the reference's median during calibration it is again in ms
+    # every measurement is paired with one of a fixed reference model right before it: this VM's speed drifts
+    # over minutes (results/drift.md), and arch / reference carries that drift out between the calibration and
+    # the winners' measurements; × the reference's median during calibration it is again in ms
     reference = space.smallest(160)
 
     def rounds_of(archs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
