@@ -147,3 +147,23 @@ def test_calibration_rounds_are_interleaved_and_a_slow_episode_does_not_tilt_the
     np.testing.assert_allclose(predictor.coef_, [1.25, 0.3], rtol=1e-6)
     with pytest.raises(Exception, match="at least 1 round"):
         measure_and_correct(predictor, space, archs, measure, rounds=0)
+
+
+def test_table_sums_refuse_arrays_outside_the_space() -> None:
+    space = OFAMobileNetV3Space(width=1.0)
+    predictor = LutSumPredictor(_table(space, 128))
+    good = space.to_array([space.smallest(128)])
+    np.testing.assert_allclose(predictor.predict_archs(space, good),
+                               [sum(predictor._lookup[op.key] for op in space.ops(space.smallest(128)))])
+    for column, value, what in ((0, 4, "kernels"), (0, -3, "kernels"), (0, 11, "kernels"), (25, 5, "expands"),
+                                (41, 5, "depths"), (41, -1, "depths")):
+        bad = good.copy()
+        bad[0, column] = value
+        with pytest.raises(PredictorError, match=what):
+            predictor.predict_archs(space, bad)
+    for r in (130, 96, 300):
+        bad = good.copy()
+        bad[0, 45] = r
+        with pytest.raises(PredictorError, match=f"resolutions are 128..224 step 4, got {r}"):
+            predictor.predict_archs(space, bad)
+    assert predictor.predict_archs(space, good[:0]).shape == (0,)

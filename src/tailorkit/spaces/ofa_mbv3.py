@@ -43,6 +43,8 @@ _D_VALID[list(DEPTHS)] = 1
 _BLOCK_STAGE = np.repeat(np.arange(len(_STAGES)), MAX_DEPTH)
 _BLOCK_POSITION = np.tile(np.arange(MAX_DEPTH), len(_STAGES))
 _SLOT_BASE = (_BLOCK_STAGE * 2 + np.minimum(_BLOCK_POSITION, 1)) * len(KERNELS) * len(EXPANDS)
+_RES_INDEX = np.full(max(RESOLUTIONS) + 1, -1, dtype=np.int64)
+_RES_INDEX[list(RESOLUTIONS)] = np.arange(len(RESOLUTIONS))
 
 
 @dataclass(frozen=True)
@@ -264,50 +266,53 @@ class OFAMobileNetV3Space(Space):
         return counts
 
     def lut_sum(self, array: np.ndarray, latency: Mapping[str, float]) -> np.ndarray:
-        """Σ of the table latencies of each arch's ops (N,), by gathering per block slot: no design matrix,
-        so it runs at millions of archs per second."""
+        """Σ of the table latencies of each arch's ops (N,), by gathering per block slot from a (resolution ×
+        slot) matrix of the table's values: no design matrix, no loop over the batch's resolutions, so it runs
+        at millions of archs per second and small batches (a search's generations) cost little more than the
+        gather."""
         res, slot_all, active_all = self._blocks(array)
-        uniq, inv = np.unique(res, return_inverse=True)
-        flats, fixed_sums, inventories = [], [], []
-        for r in uniq.tolist():
-            if r not in RESOLUTIONS:
-                raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {r}")
-            fixed, slots = self._slot_inventory(r)
-            flat, fixed_sum = self._table_values(latency, fixed, slots.ravel())
-            flats.append(flat)
-            fixed_sums.append(fixed_sum)
-            inventories.append(slots.ravel())
-        if not flats:
+        if res.size == 0:
             return np.zeros(0)
-        # one gather for the whole batch, whatever mix of resolutions it holds
-        values = np.stack(flats)[inv[:, None], slot_all]
+        if res.min() < 0 or res.max() >= _RES_INDEX.size or (_RES_INDEX[res] < 0).any():
+            bad = next(int(r) for r in res if not 0 <= r < _RES_INDEX.size or _RES_INDEX[r] < 0)
+            raise ConfigError(f"OFA-MobileNetV3 resolutions are 128..224 step 4, got {bad}")
+        ri = _RES_INDEX[res]
+        matrix, fixed_sums = self._table_matrix(latency, np.flatnonzero(np.bincount(ri, minlength=len(RESOLUTIONS))))
+        fixed = fixed_sums[ri]
+        if np.isnan(fixed).any():  # name the missing fixed op
+            for key in self._slot_inventory(RESOLUTIONS[int(ri[np.isnan(fixed)][0])])[0]:
+                _lookup(latency, key)
+        values = matrix[ri[:, None], slot_all]
         missing = active_all & np.isnan(values)
         if missing.any():
             i, j = np.argwhere(missing)[0]
-            raise ConfigError(f"no latency for op {inventories[inv[i]][slot_all[i, j]]!r}")
-        return np.asarray(fixed_sums)[inv] + np.where(active_all, values, 0.0).sum(axis=1)
+            keys = self._slot_inventory(RESOLUTIONS[int(ri[i])])[1].ravel()
+            raise ConfigError(f"no latency for op {keys[slot_all[i, j]]!r}")
+        return fixed + np.where(active_all, values, 0.0).sum(axis=1)
 
-    def _table_values(self, latency: Mapping[str, float], fixed: list[str], slots: np.ndarray
-                      ) -> tuple[np.ndarray, float]:
-        """The table's latency of every slot key (NaN: missing) and of the fixed ops, per table and resolution,
-        cached: a search sums hundreds of small batches against the same table, and building these from the
-        keys cost more than the sums. The cache holds the mapping itself, so an id is never mistaken for
-        another table's; mappings are taken as immutable (predictors never change theirs), and a table with
-        missing slots is not cached."""
-        cache: dict[tuple[int, int], tuple[Any, list[str], np.ndarray, float]] = \
-            self.__dict__.setdefault("_values_cache", {})
-        key = (id(latency), id(fixed))  # ``fixed`` is the resolution's cached inventory list
-        hit = cache.get(key)
-        if hit is not None and hit[0] is latency and hit[1] is fixed:
-            return hit[2], hit[3]
-        flat = np.array([latency.get(k, np.nan) for k in slots])
-        fixed_sum = float(sum(_lookup(latency, k) for k in fixed))
-        if np.isnan(flat).any():
-            return flat, fixed_sum
-        if len(cache) >= 64:  # interpolating predictors pass a fresh mapping per call
-            cache.clear()
-        cache[key] = (latency, fixed, flat, fixed_sum)
-        return flat, fixed_sum
+    def _table_matrix(self, latency: Mapping[str, float], resolutions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The table's latency of every slot key per resolution (NaN: missing or not built) and of each
+        resolution's fixed ops, filled in for ``resolutions`` (indices into RESOLUTIONS) on first use and cached
+        per table: a search sums hundreds of small batches against the same table, and building these from
+        the keys cost more than the sums. The cache holds the mapping itself, so an id is never mistaken for
+        another table's; mappings are taken as immutable (predictors never change theirs)."""
+        cache: dict[int, tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = \
+            self.__dict__.setdefault("_matrix_cache", {})
+        hit = cache.get(id(latency))
+        if hit is None or hit[0] is not latency:
+            if len(cache) >= 64:  # interpolating predictors pass a fresh mapping per call
+                cache.clear()
+            n_slots = len(_STAGES) * 2 * len(KERNELS) * len(EXPANDS)
+            hit = (latency, np.full((len(RESOLUTIONS), n_slots), np.nan), np.full(len(RESOLUTIONS), np.nan),
+                   np.zeros(len(RESOLUTIONS), dtype=bool))
+            cache[id(latency)] = hit
+        _, matrix, fixed_sums, built = hit
+        for i in resolutions[~built[resolutions]].tolist():
+            fixed, slots = self._slot_inventory(RESOLUTIONS[i])
+            matrix[i] = [latency.get(k, np.nan) for k in slots.ravel()]
+            fixed_sums[i] = sum(latency.get(k, np.nan) for k in fixed)
+            built[i] = True
+        return matrix, fixed_sums
 
     def _slots(self, array: np.ndarray) -> Iterator[tuple[np.ndarray, list[str], np.ndarray, np.ndarray,
                                                           np.ndarray]]:
@@ -330,11 +335,12 @@ class OFAMobileNetV3Space(Space):
             raise ConfigError(f"OFA arch arrays are integers with 46 columns (20 k, 20 e, 5 d, r), got "
                               f"{array.dtype} {array.shape}")
         ks, es, depth, res = array[:, :20], array[:, 20:40], array[:, 40:45], array[:, 45]
-        if (ks.min(initial=3) < 0 or es.min(initial=3) < 0 or depth.min(initial=2) < 0
-                or ks.max(initial=3) > 7 or es.max(initial=3) > 7 or depth.max(initial=2) > 7):
+        # one pass for "outside 0..7" (a negative shifted right stays negative), then the index tables; these
+        # checks were half of a small batch's table sum
+        if array.size and (array[:, :45] >> 3).any():
             raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
         k_idx, e_idx = _K_INDEX[ks], _E_INDEX[es]
-        if (k_idx < 0).any() or (e_idx < 0).any() or (_D_VALID[depth] == 0).any():
+        if array.size and ((k_idx | e_idx).min() < 0 or not _D_VALID[depth].all()):
             raise ConfigError("OFA archs take kernels from {3,5,7}, expands from {3,4,6}, depths from {2,3,4}")
         slot_all = _SLOT_BASE[None, :] + k_idx * len(EXPANDS) + e_idx
         active_all = _BLOCK_POSITION[None, :] < depth[:, _BLOCK_STAGE]
