@@ -95,20 +95,19 @@ def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...]
 def _onnx_as_tflite(path: Path, shapes: dict[str, tuple[int, ...]], workdir: Path) -> PreparedModel:
     """An ONNX file for a TFLite device: rebuilt as a torch module (``export/onnx_import``), checked against ONNX
     Runtime on a random input, then exported through the TFLite exporter like any torch model."""
-    import onnxruntime as ort
-
     from tailorkit.export.onnx_import import onnx_to_torch
+    from tailorkit.export.verify import model_runner
 
     if len(shapes) != 1:
         raise ModelFormatError(f"{path.name} has {len(shapes)} inputs; converting ONNX to TFLite takes one-input "
                                "models")
-    (name, shape), = shapes.items()
+    (shape,) = shapes.values()
     module = onnx_to_torch(path, shapes)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     with torch.no_grad():
         ours = module(x)
     ours = (ours[0] if isinstance(ours, tuple) else ours).numpy()
-    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x.numpy()})[0]
+    reference = model_runner(path, "onnx")(x.numpy())
     gap = float(np.abs(ours - reference).max())
     if gap > 1e-3 * max(1.0, float(np.abs(reference).max())):
         raise ModelFormatError(f"converting {path.name} to torch changed its outputs (max |Δ| {gap:.3g} against ONNX "
