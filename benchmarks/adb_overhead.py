@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _shared import write_results
 
 from tailorkit.core.records import BenchmarkSettings, OpSpec
 from tailorkit.devices.android import AndroidDevice
@@ -44,8 +44,6 @@ from tailorkit.profiler.tables import export_op
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 from tailorkit.testing.adb_peer import LoopbackAdbPeer
 from tailorkit.testing.benchmark_model import write_launcher
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _models(workdir: Path, quick: bool) -> list[tuple[str, Path]]:
@@ -191,12 +189,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two single-op models, one repeat (smoke test)")
     args = parser.parse_args()
     report = run(args.quick)
-    stem = "adb_overhead.quick" if args.quick else "adb_overhead"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = _markdown(report)
-    (RESULTS / f"{stem}.md").write_text(text)
-    print(text)
+    write_results("adb_overhead.quick" if args.quick else "adb_overhead", report, _markdown(report))
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _shared import tuned_row, write_results
 
 from tailorkit.core.records import BenchmarkSettings
 from tailorkit.devices.host import cpu_model
@@ -28,8 +28,6 @@ from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
 from tailorkit.devices.tvm import TvmDevice
 from tailorkit.profiler.tables import export_op
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(resolution: int, n_ops: int | None, target: str, n_tuned: int = 0, trials: int = 16) -> dict[str, Any]:
@@ -50,9 +48,7 @@ def run(resolution: int, n_ops: int | None, target: str, n_tuned: int = 0, trial
                 tvm_ms = tvm.run_model(path, settings).median
                 row = {"key": op.key, "ort_ms": ort_ms, "tvm_ms": tvm_ms, "compile_s": tvm.last_compile_s}
                 if i < n_tuned:
-                    row["tuned_ms"] = tuned.run_model(path, settings).median
-                    row["tune_s"] = tuned.last_compile_s
-                    row["kernels"] = tuned.last_tuning.get("kernels")
+                    row.update(tuned_row(tuned, path, settings))
                 rows.append(row)
                 print(f"{i + 1}/{len(ops)} {op.key[:70]:70s} ort {ort_ms:.3f} ms  tvm {tvm_ms:.3f} ms  "
                       f"compile {tvm.last_compile_s:.2f} s" + (f"  tuned {row['tuned_ms']:.3f} ms in "
@@ -104,12 +100,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16, help="MetaSchedule trials per kernel")
     args = parser.parse_args()
     report = run(args.resolution, None if args.all else args.ops, args.target, args.tuned, args.trials)
-    RESULTS.mkdir(exist_ok=True)
-    stem = "tvm" if args.target == "llvm" else f"tvm.{args.target}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = _markdown(report)
-    (RESULTS / f"{stem}.md").write_text(text)
-    print(text)
+    write_results("tvm" if args.target == "llvm" else f"tvm.{args.target}", report, _markdown(report))
 
 
 if __name__ == "__main__":

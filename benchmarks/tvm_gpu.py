@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _shared import RESULTS, tuned_row, write_results
 
 from tailorkit.core.records import BenchmarkSettings
 from tailorkit.devices.tvm import TvmDevice
@@ -35,7 +35,6 @@ from tailorkit.profiler.tables import export_op
 from tailorkit.spaces.blocks import build_op, example_input
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = BenchmarkSettings(warmup=20, runs=50, threads=1)
 
 
@@ -132,9 +131,7 @@ def run(n_ops: int, target: str, n_tuned: int, trials: int, device: str = "cuda"
                 row = {"key": op.key, "tvm_ms": tvm_ms, "compile_s": tvm.last_compile_s,
                        "torch_ms": torch_ms(build_op(op), example_input(op), device)}
                 if i < n_tuned:
-                    row["tuned_ms"] = tuned.run_model(path, SETTINGS).median
-                    row["tune_s"] = tuned.last_compile_s
-                    row["kernels"] = tuned.last_tuning.get("kernels")
+                    row.update(tuned_row(tuned, path, SETTINGS))
                 rows.append(row)
                 print(f"{i + 1}/{len(ops)} {op.key[:64]:64s} tvm {tvm_ms:.4f} ms  torch {row['torch_ms']:.4f} ms  "
                       f"compile {row['compile_s']:.2f} s" + (f"  tuned {row['tuned_ms']:.4f} ms in "
@@ -199,11 +196,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for tvm_gpu.md|json")
     args = parser.parse_args()
     report = run(args.ops, args.target, args.tuned, args.trials, args.torch_device, not args.no_models)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tvm_gpu.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = _markdown(report)
-    (args.out / "tvm_gpu.md").write_text(text)
-    print(text)
+    write_results("tvm_gpu", report, _markdown(report), args.out)
 
 
 if __name__ == "__main__":
