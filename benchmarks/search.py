@@ -318,8 +318,8 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
     report["closed"] = {"table": "ofa-mbv3-w1.2-r160 (this machine, tailor.db)", "rounds": rounds, "runs": rows,
                         "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]),
                                         "table_sums_ms": sums.tolist(), "measured_ms": cal_measured.tolist()},
-                        "reference": {"arch": space.arch_to_dict(reference) if hasattr(space, "arch_to_dict")
-                                      else None, "calibration_median_ms": scale,
+                        "reference": {"arch": space.arch_to_dict(reference),
+                                      "calibration_median_ms": scale,
                                       "winners_median_ms": float(np.median(win_ref)), "drift": drift,
                                       "a": float(pred_ref.coef_[0]), "b": float(pred_ref.coef_[1])},
                         "mean_abs_error_table_sum_pct": float(np.mean([abs(r["error_table_sum_pct"])
