@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,20 @@ def test_profile_torch_module_by_import_path(tmp_path: Path) -> None:
     assert json.loads(ok.stdout)["input_shapes"] == {"input": [1, 3, 32, 32]}
     assert "needs its input shape" in _error_line(run_cli("profile", "mymodel:Net", cwd=tmp_path))
     assert "has no attribute" in _error_line(run_cli("profile", "mymodel:Nope", "--shape", "1x3x8x8", cwd=tmp_path))
+
+
+def test_commands_that_need_no_network_do_not_load_torch() -> None:
+    """Listing spaces and devices, reading tables, training predictors and searching never build a network:
+    they must start in a fraction of a second, not pay torch's ~1.5 s import on every call."""
+    light = ["tailorkit.cli", "tailorkit.spaces", "tailorkit.devices", "tailorkit.profiler.store",
+             "tailorkit.predictors", "tailorkit.search.api", "tailorkit.search.runner", "tailorkit.export"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in light)
+            + "from tailorkit.spaces import spaces\n"
+            + "[spaces.create(n).sample(__import__('numpy').random.default_rng(0)) for n in spaces.names()]\n"
+            + "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_devices_lists_builtin_and_configured(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ import yaml
 
 from tailorkit.core import ConfigError, OpSpec
 from tailorkit.spaces import OFAArch, OFAMobileNetV3Space, spaces
-from tailorkit.spaces.blocks import build_op, example_input, make_divisible
+from tailorkit.spaces.base import make_divisible
+from tailorkit.spaces.blocks import build_op, example_input
 
 from .conftest import NOTE10, needs_shared
 

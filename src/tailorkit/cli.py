@@ -24,12 +24,12 @@ from rich.progress import (
 from rich.table import Table
 
 from tailorkit.core.config import TailorConfig, load_config
+from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, TailorError
 from tailorkit.core.foreign_tables import FOREIGN_FORMATS
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency
 from tailorkit.core.table import FORMATS, LatencyTable
 from tailorkit.core.version import __version__
-from tailorkit.export.onnx import sha256_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="tailorkit: measure, tabulate, predict, search and export networks for real devices.")

@@ -37,3 +37,7 @@ class StorageError(TailorError):
 
 class PredictorError(TailorError):
     """A predictor cannot be trained, loaded or applied as asked (wrong data, file or space)."""
+
+
+class CheckpointError(TailorError):
+    """A checkpoint (supernet training, search) that cannot be used: missing, corrupt, made with other settings."""

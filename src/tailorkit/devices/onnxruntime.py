@@ -23,7 +23,7 @@ from tailorkit.core.timing import time_runs
 from tailorkit.core.version import __version__
 from tailorkit.devices import host
 from tailorkit.devices.base import Device
-from tailorkit.export.onnx import resolve_input_shapes
+from tailorkit.export.shapes import resolve_input_shapes
 
 log = logging.getLogger(__name__)
 

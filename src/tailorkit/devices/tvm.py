@@ -29,7 +29,7 @@ from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLat
 from tailorkit.core.version import __version__
 from tailorkit.devices import host
 from tailorkit.devices.base import Device
-from tailorkit.export.onnx import onnx_input_shapes, resolve_input_shapes
+from tailorkit.export.shapes import onnx_input_shapes, resolve_input_shapes
 
 log = logging.getLogger(__name__)
 

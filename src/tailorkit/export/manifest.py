@@ -41,10 +41,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tailorkit.core.documents import from_document, read_json_object
+from tailorkit.core.documents import from_document, read_json_object, sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.core.version import __version__
-from tailorkit.export.onnx import sha256_file
 
 SCHEMA = "tailorkit.export-manifest"
 SCHEMA_VERSION = 1

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.core.lazy import optional_import
 from tailorkit.core.records import ExportArtifact
@@ -22,14 +22,6 @@ from tailorkit.core.records import ExportArtifact
 log = logging.getLogger(__name__)
 
 OPSET = 17
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OnnxExporter:
@@ -67,60 +59,6 @@ class OnnxExporter:
             raise ModelFormatError(f"could not export the module to ONNX: {exc}") from exc
         return ExportArtifact(path=str(path), format=self.format, checksum=sha256_file(path),
                               input_shapes={n: tuple(t.shape) for n, t in zip(names, inputs, strict=True)})
-
-
-def onnx_input_shapes(path: str | Path) -> dict[str, tuple[int | str, ...]]:
-    """Graph inputs (initializers excluded) with their dims; dynamic dims come back as their names (or '?')."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"model file {str(path)!r} does not exist")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ModelFormatError(f"{str(path)!r} is not an ONNX model ({type(exc).__name__}: {exc})") from None
-    if not model.graph.node:
-        raise ModelFormatError(f"{str(path)!r} is not an ONNX model (no graph nodes)")
-    initializers = {init.name for init in model.graph.initializer}
-    shapes: dict[str, tuple[int | str, ...]] = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0
-                                   else (d.dim_param or "?") for d in dims)
-    return shapes
-
-
-def resolve_input_shapes(path: str | Path, overrides: Mapping[str, Sequence[int]] | None = None
-                         ) -> dict[str, tuple[int, ...]]:
-    """Concrete input shapes: the model's static dims, with ``overrides`` (by input name, or ``""`` for the
-    only input) for the rest. Dynamic dims left unresolved are a clear error, not a guess."""
-    declared = onnx_input_shapes(path)
-    overrides = dict(overrides or {})
-    if "" in overrides:
-        if len(declared) != 1:
-            raise ModelFormatError(f"the model has {len(declared)} inputs ({', '.join(declared)}); "
-                                   "name each in --shape NAME:DIMS")
-        overrides[next(iter(declared))] = overrides.pop("")
-    unknown = set(overrides) - set(declared)
-    if unknown:
-        raise ModelFormatError(f"--shape names unknown inputs {sorted(unknown)}; the model has {sorted(declared)}")
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, dims in declared.items():
-        if name in overrides:
-            given = tuple(int(d) for d in overrides[name])
-            if len(given) != len(dims) or any(isinstance(d, int) and d != g for d, g in zip(dims, given, strict=True)):
-                raise ModelFormatError(f"--shape {name}:{'x'.join(map(str, given))} does not fit the model's "
-                                       f"input {name}{list(dims)}")
-            shapes[name] = given
-        elif all(isinstance(d, int) for d in dims):
-            shapes[name] = tuple(int(d) for d in dims)  # type: ignore[arg-type]
-        else:
-            raise ModelFormatError(f"input {name!r} has dynamic dims {list(dims)}; give concrete ones with "
-                                   f"--shape {name}:" + "x".join(str(d) if isinstance(d, int) else "N" for d in dims))
-    return shapes
 
 
 # ------------------------------------------------------------------------------------ simplify, check, int8

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.core.lazy import optional_import
 from tailorkit.core.records import ExportArtifact
-from tailorkit.export.onnx import QUANTIZATIONS, sha256_file
+from tailorkit.export.onnx import QUANTIZATIONS
 
 log = logging.getLogger(__name__)
 

@@ -305,7 +305,7 @@ def perturbed_ops(seeds: Sequence[OpSpec], rng: np.random.Generator, n: int, *,
                   channels: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)) -> list[OpSpec]:
     """Candidate ops around ``seeds``: the same kinds of op at other input sizes and channel widths (what
     another resolution or width multiplier of the space would run), deduplicated, ``n`` at most."""
-    from tailorkit.spaces.blocks import make_divisible
+    from tailorkit.spaces.base import make_divisible
 
     seeds = [op for op in seeds if op.op_type in OP_TYPES]
     if not seeds:

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from tailorkit.core.errors import ConfigError, ModelFormatError
-from tailorkit.export.onnx import OnnxExporter, resolve_input_shapes
+from tailorkit.export.onnx import OnnxExporter
+from tailorkit.export.shapes import resolve_input_shapes
 from tailorkit.export.tflite import TfliteExporter, tflite_input_shape
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 

@@ -23,9 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tailorkit.core.errors import ConfigError
+from tailorkit.core.errors import CheckpointError, ConfigError
 from tailorkit.search.strategies import Evaluations, Strategy
-from tailorkit.search.supernet import CheckpointError
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "tailorkit.search-checkpoint"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError, TailorError
 from tailorkit.export.manifest import (
     ExportManifest,
@@ -42,7 +43,6 @@ from tailorkit.export.onnx import (
     OnnxExporter,
     check_onnx,
     quantize_onnx_int8,
-    sha256_file,
     simplify_onnx,
 )
 from tailorkit.export.verify import compare_outputs, run_batch

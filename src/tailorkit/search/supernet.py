@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tailorkit.core.errors import ConfigError, TailorError
+from tailorkit.core.errors import CheckpointError, ConfigError
 from tailorkit.spaces.ofa_mbv3 import (
     DEPTHS,
     EXPANDS,
@@ -62,10 +62,6 @@ RESOLUTION_SCALE = 8
 PHASES = ("largest", "kernel", "depth", "expand")
 CHECKPOINT = "supernet.pt"
 CONFIG = "config.json"
-
-
-class CheckpointError(TailorError):
-    """A checkpoint folder that cannot be used (missing, corrupt, trained with other settings)."""
 
 
 # ------------------------------------------------------------------------------------------------- data

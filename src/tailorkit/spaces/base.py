@@ -12,13 +12,22 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from torch import nn
 
 from tailorkit.core.errors import ConfigError
-from tailorkit.spaces.blocks import build_op
+
+if TYPE_CHECKING:  # torch loads only when a network is built: listing, sampling and encoding stay light
+    from torch import nn
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: nearest multiple of ``divisor``, never more than 10 % below ``value``."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
 
 
 class Space(abc.ABC):
@@ -117,6 +126,10 @@ class Space(abc.ABC):
         """The arch as the very modules its ops name, fresh weights, eval mode (what the tables time)."""
         if not self.buildable:
             raise self._not_buildable()
+        from torch import nn
+
+        from tailorkit.spaces.blocks import build_op
+
         return nn.Sequential(*(build_op(op) for op in self.ops(arch))).eval()
 
     def input_shape(self, arch: Any = None, batch: int = 1) -> tuple[int, int, int, int]:

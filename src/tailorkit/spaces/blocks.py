@@ -7,14 +7,7 @@ import torch
 from torch import nn
 
 from tailorkit.core.records import OpSpec
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """MobileNet's channel rounding: nearest multiple of ``divisor``, never more than 10 % below ``value``."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
+from tailorkit.spaces.base import make_divisible
 
 
 def activation(name: str) -> nn.Module:

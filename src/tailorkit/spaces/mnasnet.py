@@ -27,10 +27,10 @@ from tailorkit.spaces.base import (
     check_fields,
     check_input,
     decode_one_hot_fields,
+    make_divisible,
     one_hot_fields,
     strict_ints,
 )
-from tailorkit.spaces.blocks import make_divisible
 
 OPS = ("conv", "sepconv", "mbconv3", "mbconv6")
 KERNELS = (3, 5)

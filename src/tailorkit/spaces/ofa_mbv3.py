@@ -17,8 +17,7 @@ import numpy as np
 
 from tailorkit.core.errors import ConfigError
 from tailorkit.core.records import OpSpec
-from tailorkit.spaces.base import Space, check_fields, strict_ints
-from tailorkit.spaces.blocks import make_divisible
+from tailorkit.spaces.base import Space, check_fields, make_divisible, strict_ints
 
 KERNELS = (3, 5, 7)
 EXPANDS = (3, 4, 6)

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tailorkit.spaces.blocks import ConvBNAct, MBConv, SqueezeExcite, activation, make_divisible
+from tailorkit.spaces.base import make_divisible
+from tailorkit.spaces.blocks import ConvBNAct, MBConv, SqueezeExcite, activation
 from tailorkit.spaces.ofa_mbv3 import _STAGES, EXPANDS, KERNELS, MAX_DEPTH, OFAArch, OFAMobileNetV3Space
 
 
