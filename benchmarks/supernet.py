@@ -3,8 +3,10 @@
 * trains the supernet (progressive shrinking, ``--epochs``) and times it;
 * the largest, the smallest and ``--subnets`` random subnets: test accuracy run by the supernet (batch norm
   recalibrated) and after extracting and fine-tuning each for ``--finetune`` epochs;
-* ``--standalone`` of the random subnets also trained from scratch (``--scratch-epochs``): Kendall τ between
-  the supernet's validation accuracy and the stand-alone validation accuracy (goal ≥ 0.6 on 10 subnets).
+* ``--standalone`` of the random subnets also trained from scratch (``--scratch-epochs``, once per
+  ``--scratch-seeds`` seed): Kendall τ between the supernet's validation accuracy and the stand-alone one (mean
+  over seeds; goal ≥ 0.6 on 10 subnets), and the reference's own noise ceiling: τ between the stand-alone
+  accuracies of two seeds (no predictor of a single seed's ranking can beat it by more than luck).
 
 Writes ``benchmarks/results/supernet.{json,md}``.
 """
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--finetune", type=int, default=1)
     parser.add_argument("--standalone", type=int, default=10)
     parser.add_argument("--scratch-epochs", type=int, default=6)
+    parser.add_argument("--scratch-seeds", type=int, default=3)
     parser.add_argument("--stem", default="supernet")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
@@ -73,20 +76,32 @@ def main() -> None:
         log.info("%s: supernet test %.3f, fine-tuned %.3f", name, test, rows[-1]["finetuned_test"])
     for row in rows[2:2 + args.standalone]:
         arch = space.arch_from_dict(row["arch"])
-        torch.manual_seed(0)
-        fresh = OFAMobileNetV3Space(num_classes=10).build(arch)
         t0 = time.perf_counter()
-        model = train_subnet(fresh, data, arch.r, epochs=args.scratch_epochs)
-        row["standalone_val"] = accuracy(model, data, arch.r, "val")
-        row["standalone_test"] = accuracy(model, data, arch.r, "test")
-        row["standalone_s"] = time.perf_counter() - t0
-        log.info("%s: stand-alone val %.3f", row["name"], row["standalone_val"])
+        row["standalone_val_seeds"], row["standalone_test_seeds"] = [], []
+        for seed in range(args.scratch_seeds):
+            torch.manual_seed(seed)
+            fresh = OFAMobileNetV3Space(num_classes=10).build(arch)
+            model = train_subnet(fresh, data, arch.r, epochs=args.scratch_epochs)
+            row["standalone_val_seeds"].append(accuracy(model, data, arch.r, "val"))
+            row["standalone_test_seeds"].append(accuracy(model, data, arch.r, "test"))
+        row["standalone_val"] = float(np.mean(row["standalone_val_seeds"]))
+        row["standalone_test"] = float(np.mean(row["standalone_test_seeds"]))
+        row["standalone_s"] = (time.perf_counter() - t0) / args.scratch_seeds
+        log.info("%s: stand-alone val %s", row["name"], row["standalone_val_seeds"])
     ranked = [row for row in rows if "standalone_val" in row]
     if len(ranked) >= 3:
         tau = kendalltau([x["supernet_val"] for x in ranked], [x["standalone_val"] for x in ranked])
         r["kendall_tau_val"] = float(tau.statistic)
         r["kendall_tau_test"] = float(kendalltau([x["supernet_test"] for x in ranked],
                                                  [x["standalone_test"] for x in ranked]).statistic)
+        pairs = [(a, b) for a in range(args.scratch_seeds) for b in range(a + 1, args.scratch_seeds)]
+        if pairs:  # how well one seed's stand-alone ranking predicts another's: the reference's noise ceiling
+            r["seed_tau_val"] = float(np.mean([kendalltau([x["standalone_val_seeds"][a] for x in ranked],
+                                                          [x["standalone_val_seeds"][b] for x in ranked]).statistic
+                                               for a, b in pairs]))
+            r["seed_tau_test"] = float(np.mean([kendalltau([x["standalone_test_seeds"][a] for x in ranked],
+                                                           [x["standalone_test_seeds"][b] for x in ranked]).statistic
+                                                for a, b in pairs]))
     r["subnets"] = rows
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.stem}.json").write_text(json.dumps(r, indent=1))
@@ -101,14 +116,18 @@ def markdown(r: dict[str, Any]) -> str:
              f"Supernet: {a['epochs']} epochs of progressive shrinking in {r['train_s']:.0f} s. Test accuracy of each "
              f"subnet run by the supernet (BN recalibrated) and after extracting and fine-tuning it for "
              f"{a['finetune']} epoch(s); stand-alone = the same arch trained from scratch for "
-             f"{a['scratch_epochs']} epochs.", ""]
+             f"{a['scratch_epochs']} epochs, mean over {a.get('scratch_seeds', 1)} seed(s).", ""]
     if "kendall_tau_val" in r:
         lines += [f"Kendall τ, supernet vs stand-alone accuracy on {a['standalone']} subnets: validation "
                   f"{r['kendall_tau_val']:.3f}, test {r['kendall_tau_test']:.3f} (goal ≥ 0.6)", ""]
-    lines += ["| subnet | r | depths | supernet test | fine-tuned test | stand-alone test |",
+    if "seed_tau_val" in r:
+        lines += [f"Noise ceiling of the reference — Kendall τ between the stand-alone accuracies of two seeds "
+                  f"(mean over seed pairs): validation {r['seed_tau_val']:.3f}, test {r['seed_tau_test']:.3f}", ""]
+    lines += ["| subnet | r | depths | supernet test | fine-tuned test | stand-alone test (mean; per seed) |",
               "|---|---|---|---|---|---|"]
     for row in r["subnets"]:
-        alone = f"{row['standalone_test']:.3f}" if "standalone_test" in row else ""
+        seeds = "/".join(f"{v:.3f}" for v in row.get("standalone_test_seeds", []))
+        alone = f"{row['standalone_test']:.3f} ({seeds})" if "standalone_test" in row else ""
         lines.append(f"| {row['name']} | {row['arch']['r']} | {row['arch']['d']} | {row['supernet_test']:.3f} | "
                      f"{row['finetuned_test']:.3f} | {alone} |")
     return "\n".join(lines)
