@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from tailorkit.core.documents import from_document, read_json_object
+from tailorkit.core.documents import from_document, read_json_object, sha256_file
 from tailorkit.core.errors import ConfigError, PredictorError
 from tailorkit.core.version import __version__
 from tailorkit.predictors.base import Predictor, load_predictor
@@ -123,8 +123,6 @@ def latency_source(space: Any, spec: str | Path | Predictor | LatencySource, *, 
         raise ConfigError(f"latency predictor {text!r} is not a file (train one with `tailor predictor train`, "
                           "or use help:DEVICE for NAS-Bench-201's measured columns)")
     predictor = load_predictor(path, space=space.name)
-    from tailorkit.export.onnx import sha256_file
-
     return PredictorLatency(space, predictor, device=device), {
         "path": str(path), "sha256": sha256_file(path), "kind": predictor.kind, "device": predictor.device}
 
@@ -288,8 +286,6 @@ def _digest(spec: Any) -> str | None:
         return spec.description
     path = Path(spec)
     if path.is_file():
-        from tailorkit.export.onnx import sha256_file
-
         return sha256_file(path)
     return str(spec)
 
