@@ -270,6 +270,7 @@ def test_supernet_train_resume_and_eval(tmp_path: Path) -> None:
     trained = run_cli(*args)
     assert trained.returncode == 0, trained.stderr
     assert "epoch 1/1" in trained.stderr and (ckpt / "supernet.pt").exists()
+    assert "warning: the supernet is still at chance" in trained.stderr  # two steps teach it nothing; it says so
     assert run_cli(*args).returncode == 0  # already done: resumes, trains nothing, keeps the checkpoint
     arch = json.dumps({"ks": [3] * 20, "e": [4] * 20, "d": [2] * 5, "r": 160})
     result = run_cli("supernet", "eval", str(ckpt), "--arch", arch, "--json", "--split", "val")

@@ -18,7 +18,7 @@ from tailorkit.profiler.store import TableStore
 from tailorkit.search.api import SearchResult
 from tailorkit.search.specialize import ExportError, ExportOptions, export_arch, export_search_result
 from tailorkit.search.supernet import SupernetConfig, at_resolution, load_digits_splits, train_supernet
-from tailorkit.spaces import MnasNetSpace, OFAMobileNetV3Space, SPOSSpace
+from tailorkit.spaces import MnasNetSpace, OFAMobileNetV3Space, SPOSReducedSpace
 from tests.conftest import run_cli
 
 DATA = load_digits_splits()
@@ -37,7 +37,7 @@ def ofa_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def spos_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ckpt = tmp_path_factory.mktemp("sn") / "spos"
-    train_supernet(SupernetConfig(space="spos", epochs=1, steps_per_epoch=15, subnets_per_step=1, seed=0), ckpt,
+    train_supernet(SupernetConfig(space="spos-reduced", epochs=1, steps_per_epoch=15, subnets_per_step=1, seed=0), ckpt,
                    data=DATA)
     return ckpt
 
@@ -152,10 +152,10 @@ def test_int8_tflite_calibrates_at_the_digits_shape(ofa_supernet: Path, tmp_path
 def test_spos_supernet_export_agrees(spos_supernet: Path, tmp_path: Path, fmt: str) -> None:
     if fmt == "tflite":
         pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'tailorkit[tflite]')")
-    space = SPOSSpace()
+    space = SPOSReducedSpace()  # the same units as the full body, a quarter of the graph to convert
     arch = space.sample(np.random.default_rng(3))
     manifest = _export(tmp_path / "spos", spos_supernet, space=space, arch=arch, fmt=fmt)
-    assert manifest.space["name"] == "spos" and manifest.input["shape"] == [1, 3, 224, 224]
+    assert manifest.space["name"] == "spos-reduced" and manifest.input["shape"] == [1, 3, 224, 224]
     assert manifest.verify["passed"] and manifest.verify["top1_agreement"] >= 0.99
     if fmt == "tflite":
         # the channel shuffle's reshapes fix the converted graph's size: compared at the deployment shape

@@ -15,8 +15,11 @@ samples resolutions. Each step trains the largest subnet and ``subnets_per_step 
 batch and sums their losses (OFA distils from the largest; plain labels here); with ``subnets_per_step = 1``
 only the largest is trained, so at least 2 are needed for the subnets to learn.
 
-SPOS (``space="spos"``) trains ``subnets_per_step`` uniformly sampled paths per step from the first epoch on
-(unit, channel scale and, in a mixed-precision space, bit width per block), at its one resolution (224 → 28 px).
+SPOS (``space="spos"`` or ``"spos-reduced"``) trains ``subnets_per_step`` uniformly sampled paths per step from
+the first epoch on (unit, channel scale and, in a mixed-precision space, bit width per block), at its one
+resolution (224 → 28 px). On digits only the reduced 5-block body learns this way within CPU minutes: the
+units of a slot share no weights, and across the full 20 blocks (gradients grow ≈ 1.3× per block backwards) a
+uniformly mixed path stays at chance for a thousand steps, where a fixed path learns in tens.
 
 Batch-norm statistics are shared by all subnets, so they describe whichever subnet was last recalibrated:
 :func:`evaluate_arch` recalibrates for its arch (and leaves the statistics so), and :func:`calibrated_subnet`
@@ -51,9 +54,8 @@ from tailorkit.spaces.ofa_mbv3 import (
 )
 from tailorkit.spaces.ofa_supernet import OFASupernet, recalibrate_bn
 from tailorkit.spaces.spos import BLOCKS as SPOS_BLOCKS
-from tailorkit.spaces.spos import N_BLOCKS as N_SPOS_BLOCKS
 from tailorkit.spaces.spos import SCALES as SPOS_SCALES
-from tailorkit.spaces.spos import SPOSArch, SPOSSpace
+from tailorkit.spaces.spos import SPOSArch, SPOSReducedSpace, SPOSSpace
 from tailorkit.spaces.spos_supernet import SPOSSupernet
 
 log = logging.getLogger(__name__)
@@ -134,14 +136,15 @@ def sample_arch(phase: str, gen: torch.Generator) -> OFAArch:
 
 # ------------------------------------------------------------------------------------------ supernets
 
-SUPERNET_SPACES = ("ofa-mbv3", "spos")
+SUPERNET_SPACES = ("ofa-mbv3", "spos", "spos-reduced")
 Supernet = OFASupernet | SPOSSupernet
 
 
 def make_supernet(config: SupernetConfig) -> Supernet:
-    if config.space == "spos":
+    if config.space in ("spos", "spos-reduced"):
         # SPOS runs at one resolution; 224 (its ImageNet size) becomes 28-px digits like OFA's largest
-        return SPOSSupernet(SPOSSpace(width=config.width), num_classes=10)
+        layout = SPOSSpace if config.space == "spos" else SPOSReducedSpace
+        return SPOSSupernet(layout(width=config.width), num_classes=10)
     return OFASupernet(OFAMobileNetV3Space(width=config.width), num_classes=10)
 
 
@@ -155,7 +158,7 @@ def training_paths(net: Supernet, config: SupernetConfig, phase: str, gen: torch
     samples of the phase. SPOS: ``subnets_per_step`` paths drawn uniformly (its defining choice)."""
     if isinstance(net, SPOSSupernet):
         space = net.space
-        n = N_SPOS_BLOCKS
+        n = space.n_blocks
         return [SPOSArch(tuple(torch.randint(len(SPOS_BLOCKS), (n,), generator=gen).tolist()),
                          tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
                          tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())

@@ -12,7 +12,7 @@ from tailorkit.spaces.hat import HATArch, HATSpace
 from tailorkit.spaces.mnasnet import MnasNetArch, MnasNetSpace
 from tailorkit.spaces.nb201 import NB201Arch, NB201Space
 from tailorkit.spaces.ofa_mbv3 import OFAArch, OFAMobileNetV3Space
-from tailorkit.spaces.spos import SPOSArch, SPOSSpace
+from tailorkit.spaces.spos import SPOSArch, SPOSReducedSpace, SPOSSpace
 
 spaces: Registry[Space] = Registry("spaces")
 spaces.register("ofa-mbv3")(OFAMobileNetV3Space)
@@ -20,6 +20,7 @@ spaces.register("nb201")(NB201Space)
 spaces.register("fbnet")(FBNetSpace)
 spaces.register("hat")(HATSpace)
 spaces.register("spos")(SPOSSpace)
+spaces.register("spos-reduced")(SPOSReducedSpace)
 spaces.register("mnasnet")(MnasNetSpace)
 
 
@@ -29,5 +30,6 @@ def create_space(name: str, width: float = 1.0) -> Space:
     return factory(width=width) if getattr(factory, "buildable", False) else factory()
 
 
-__all__ = ["FBNetArch", "FBNetSpace", "HATArch", "HATSpace", "MnasNetArch", "MnasNetSpace", "NB201Arch",
-           "NB201Space", "OFAArch", "OFAMobileNetV3Space", "SPOSArch", "SPOSSpace", "Space", "create_space", "spaces"]
+__all__ = ["FBNetArch", "FBNetSpace", "HATArch", "HATSpace", "MnasNetArch", "MnasNetSpace", "NB201Arch", "NB201Space",
+           "OFAArch", "OFAMobileNetV3Space", "SPOSArch", "SPOSReducedSpace", "SPOSSpace", "Space", "create_space",
+           "spaces"]

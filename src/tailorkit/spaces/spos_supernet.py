@@ -71,7 +71,7 @@ class _ChoiceSlot(nn.Module):
 class SPOSSupernet(nn.Module):
     def __init__(self, space: SPOSSpace, num_classes: int = 10) -> None:
         super().__init__()
-        self.space = SPOSSpace(num_classes=num_classes, resolution=space.resolution, bits=space.bits)
+        self.space = type(space)(num_classes=num_classes, resolution=space.resolution, bits=space.bits)
         self.num_classes = num_classes
         ops = self.space.ops(self.space.largest())
         self.stem = build_op(ops[0]).train()
