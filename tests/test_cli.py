@@ -264,6 +264,19 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     assert not (tmp_path / "t.db").exists()
 
 
+def test_spos_supernet_eval_runs_paths_at_the_space_resolution(tmp_path: Path) -> None:
+    ckpt = tmp_path / "spos"
+    trained = run_cli("supernet", "train", "--space", "spos", "-o", str(ckpt), "--epochs", "1",
+                      "--steps-per-epoch", "1", "--subnets", "1")
+    assert trained.returncode == 0, trained.stderr
+    assert "use --space spos-reduced" in trained.stderr  # one step leaves it at chance, and the hint names the fix
+    result = run_cli("supernet", "eval", str(ckpt), "--json", "--split", "val")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(r["arch"]["blocks"]) for r in rows] == [20, 20]  # largest and smallest
+    assert all(r["accuracy"] == r["extracted_accuracy"] for r in rows)
+
+
 def test_supernet_train_resume_and_eval(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     args = ["supernet", "train", "-o", str(ckpt), "--epochs", "1", "--steps-per-epoch", "2", "--subnets", "1"]

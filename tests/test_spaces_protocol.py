@@ -21,7 +21,7 @@ def _space(name: str) -> Space:
 
 
 def test_every_space_is_registered_with_the_full_protocol() -> None:
-    assert NAMES == ["fbnet", "hat", "mnasnet", "nb201", "ofa-mbv3", "spos"]
+    assert NAMES == ["fbnet", "hat", "mnasnet", "nb201", "ofa-mbv3", "spos", "spos-reduced"]
     for name in NAMES:
         space = _space(name)
         assert isinstance(space, Space) and space.name == name
@@ -30,6 +30,7 @@ def test_every_space_is_registered_with_the_full_protocol() -> None:
     assert _space("nb201").size == 5**6
     # per stage: 9² + 9³ + 9⁴ kernel/expand combinations over its depth choices; 25 resolutions
     assert _space("ofa-mbv3").size == (9**2 + 9**3 + 9**4) ** 5 * 25
+    assert _space("spos-reduced").size == (4 * 10) ** 5 and _space("spos").size == (4 * 10) ** 20
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -476,16 +476,16 @@ def supernet_eval(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Digits accuracy of subnets run by the supernet (batch norm recalibrated per subnet)."""
-    from tailorkit.search.supernet import accuracy, evaluate_arch, load_digits_splits, load_supernet
+    from tailorkit.search.supernet import accuracy, evaluate_arch, load_digits_splits, load_supernet, resolution_of
 
     net, _config, _history = load_supernet(checkpoint)
     archs = [_read_arch(net.space, a) for a in arch] or [net.space.largest(), net.space.smallest()]
     data = load_digits_splits()
     for a in archs:
         supernet_acc = evaluate_arch(net, data, a, split)
-        extracted_acc = accuracy(net.extract(a), data, a.r, split)
+        extracted_acc = accuracy(net.extract(a), data, resolution_of(net, a), split)
         if as_json:
-            print(json.dumps({"arch": a.to_dict(), "split": split, "accuracy": supernet_acc,
+            print(json.dumps({"arch": net.space.arch_to_dict(a), "split": split, "accuracy": supernet_acc,
                               "extracted_accuracy": extracted_acc}))
         else:
             out.print(f"{split} accuracy {supernet_acc:.4f} (extracted subnet {extracted_acc:.4f})  "
