@@ -235,7 +235,8 @@ def test_space_list_sample_and_ops(tmp_path: Path) -> None:
     listed = run_cli("space", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {json.loads(line)["name"]: json.loads(line) for line in listed.stdout.splitlines()}
-    assert set(rows) == {"fbnet", "hat", "mnasnet", "nb201", "ofa-mbv3", "spos"} and rows["nb201"]["archs"] == 15625
+    assert set(rows) == {"fbnet", "hat", "mnasnet", "nb201", "ofa-mbv3", "spos", "spos-reduced"} \
+        and rows["nb201"]["archs"] == 15625
     assert rows["ofa-mbv3"]["buildable"] and not rows["hat"]["buildable"]
     sampled = run_cli("space", "sample", "ofa-mbv3", "--n", "2", "--seed", "7")
     assert sampled.returncode == 0, sampled.stderr

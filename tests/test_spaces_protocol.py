@@ -13,7 +13,7 @@ from tailorkit.core import ConfigError
 from tailorkit.spaces import MnasNetSpace, OFAMobileNetV3Space, Space, SPOSSpace, spaces
 
 NAMES = spaces.names()
-LOSSLESS = ["fbnet", "mnasnet", "nb201", "ofa-mbv3", "spos"]
+LOSSLESS = ["fbnet", "mnasnet", "nb201", "ofa-mbv3", "spos", "spos-reduced"]
 
 
 def _space(name: str) -> Space:

@@ -9,6 +9,9 @@ mixed-precision search); it travels in the op's ``dtype`` (``int8``, ``int4``…
 apart, while ``build`` gives the float network (quantizing it is the exporter's job).
 
 The input resolution is fixed (224 in SPOS; any multiple of 32 here).
+
+``spos-reduced`` (:class:`SPOSReducedSpace`) is the same space with one block per stage, two in the third: its
+digits supernet learns from uniform path sampling in CPU minutes, the 20-block one does not (README).
 """
 
 from __future__ import annotations
