@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,28 @@ def tuned_row(tuned: Any, path: Path, settings: Any) -> dict[str, Any]:
     how many kernels the model has."""
     return {"tuned_ms": tuned.run_model(path, settings).median, "tune_s": tuned.last_compile_s,
             "kernels": tuned.last_tuning.get("kernels")}
+
+
+def tvm_op_rows(ops: Sequence[Any], folder: Path, tvm: Any, tuned: Any, n_tuned: int, settings: Any,
+                baselines: Mapping[str, Callable[[Any, Path], float]]) -> list[dict[str, Any]]:
+    """One row per op: exported to ONNX, its median ms under each named baseline (``NAME_ms``) and on the tvm
+    device with the compile seconds, and MetaSchedule-tuned on ``tuned`` for the first ``n_tuned``; a line each
+    as it goes."""
+    from tailorkit.profiler.tables import export_op
+
+    rows = []
+    for i, op in enumerate(ops):
+        path = export_op(op, folder / f"op{i}")
+        row: dict[str, Any] = {"key": op.key}
+        row.update({f"{name}_ms": measure(op, path) for name, measure in baselines.items()})
+        row.update(tvm_ms=tvm.run_model(path, settings).median, compile_s=tvm.last_compile_s)
+        if i < n_tuned:
+            row.update(tuned_row(tuned, path, settings))
+        rows.append(row)
+        print(f"{i + 1}/{len(ops)} {op.key[:64]:64s} "
+              + "  ".join(f"{name} {row[f'{name}_ms']:.4f} ms" for name in (*baselines, "tvm"))
+              + f"  compile {row['compile_s']:.2f} s"
+              + (f"  tuned {row['tuned_ms']:.4f} ms in {row['tune_s']:.0f} s" if "tuned_ms" in row else ""),
+              flush=True)
+    return rows
+

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _shared import tuned_row, write_results
+from _shared import tvm_op_rows, write_results
 
 from tailorkit.core.records import BenchmarkSettings
 from tailorkit.devices.host import cpu_model
 from tailorkit.devices.onnxruntime import OnnxRuntimeDevice
 from tailorkit.devices.tvm import TvmDevice
-from tailorkit.profiler.tables import export_op
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 
 
@@ -36,24 +35,13 @@ def run(resolution: int, n_ops: int | None, target: str, n_tuned: int = 0, trial
         ops = [ops[i] for i in np.linspace(0, len(ops) - 1, n_ops).round().astype(int)]
     settings = BenchmarkSettings(warmup=10, runs=50, threads=1)
     ort, tvm = OnnxRuntimeDevice("cpu"), TvmDevice("tvm", target=target)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="tvm-bench-") as tmp:
         tuned = TvmDevice("tvm-tuned", target=target, tuning="metaschedule", trials=trials,
                           tuning_db=str(Path(tmp) / "db"))
         try:
             tvm_info = tvm.info(settings)
-            for i, op in enumerate(ops):
-                path = export_op(op, Path(tmp) / f"op{i}")
-                ort_ms = ort.run_model(path, settings).median
-                tvm_ms = tvm.run_model(path, settings).median
-                row = {"key": op.key, "ort_ms": ort_ms, "tvm_ms": tvm_ms, "compile_s": tvm.last_compile_s}
-                if i < n_tuned:
-                    row.update(tuned_row(tuned, path, settings))
-                rows.append(row)
-                print(f"{i + 1}/{len(ops)} {op.key[:70]:70s} ort {ort_ms:.3f} ms  tvm {tvm_ms:.3f} ms  "
-                      f"compile {tvm.last_compile_s:.2f} s" + (f"  tuned {row['tuned_ms']:.3f} ms in "
-                                                               f"{row['tune_s']:.0f} s" if "tuned_ms" in row else ""),
-                      flush=True)
+            rows = tvm_op_rows(ops, Path(tmp), tvm, tuned, n_tuned, settings,
+                               {"ort": lambda _op, path: ort.run_model(path, settings).median})
         finally:
             tvm.close()
             tuned.close()

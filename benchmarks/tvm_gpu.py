@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from _shared import RESULTS, tuned_row, write_results
+from _shared import RESULTS, tvm_op_rows, write_results
 
 from tailorkit.core.records import BenchmarkSettings
 from tailorkit.devices.tvm import TvmDevice
 from tailorkit.profiler.models import BUILTIN_MODELS
-from tailorkit.profiler.tables import export_op
 from tailorkit.spaces.blocks import build_op, example_input
 from tailorkit.spaces.ofa_mbv3 import OFAMobileNetV3Space
 
@@ -117,7 +116,6 @@ def run(n_ops: int, target: str, n_tuned: int, trials: int, device: str = "cuda"
     if problem:
         tvm.close()
         sys.exit(f"error: {problem}")
-    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tvm-gpu-") as tmp_name:
         tmp = Path(tmp_name)
         tuned = TvmDevice("rtx-tuned", target=target, tuning="metaschedule", trials=trials,
@@ -125,18 +123,8 @@ def run(n_ops: int, target: str, n_tuned: int, trials: int, device: str = "cuda"
         try:
             info = tvm.info(SETTINGS)
             models = _models(tvm, tmp, device) if with_models else []
-            for i, op in enumerate(ops):
-                path = export_op(op, tmp / f"op{i}")
-                tvm_ms = tvm.run_model(path, SETTINGS).median
-                row = {"key": op.key, "tvm_ms": tvm_ms, "compile_s": tvm.last_compile_s,
-                       "torch_ms": torch_ms(build_op(op), example_input(op), device)}
-                if i < n_tuned:
-                    row.update(tuned_row(tuned, path, SETTINGS))
-                rows.append(row)
-                print(f"{i + 1}/{len(ops)} {op.key[:64]:64s} tvm {tvm_ms:.4f} ms  torch {row['torch_ms']:.4f} ms  "
-                      f"compile {row['compile_s']:.2f} s" + (f"  tuned {row['tuned_ms']:.4f} ms in "
-                                                            f"{row['tune_s']:.0f} s" if "tuned_ms" in row else ""),
-                      flush=True)
+            rows = tvm_op_rows(ops, tmp, tvm, tuned, n_tuned, SETTINGS,
+                               {"torch": lambda op, _path: torch_ms(build_op(op), example_input(op), device)})
         finally:
             tvm.close()
             tuned.close()
