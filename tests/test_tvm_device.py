@@ -184,7 +184,14 @@ def test_verifying_for_a_missing_gpu_falls_back_to_llvm_and_says_so(small_onnx: 
     assert outputs.shape == (3, 10) and note is not None and "verified on llvm" in note and "no CUDA" in note
 
 
-def test_metaschedule_tunes_each_kernel_once_and_refuses_a_damaged_database(tmp_path: Path) -> None:
+def test_metaschedule_tunes_each_kernel_once_and_refuses_a_damaged_database(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # run from a folder holding a tvm.py (benchmarks/ has one): MetaSchedule's own worker processes must still
+    # import the real TVM, not the file beside them
+    here = tmp_path / "cwd"
+    here.mkdir()
+    (here / "tvm.py").write_text("raise ImportError('the tvm.py of the working directory was imported')\n")
+    monkeypatch.chdir(here)
     node = helper.make_node("Conv", ["input", "w"], ["y"])
     relu = helper.make_node("Relu", ["y"], ["output"])
     weights = helper.make_tensor("w", TensorProto.FLOAT, [8, 8, 1, 1],

@@ -59,7 +59,10 @@ class _WorkerProcess:
         if not python.exists():
             raise MissingDependencyError(f"the tvm device needs TVM's Python environment ({python} is missing): "
                                          f"{_INSTALL_HINT}")
-        env = dict(os.environ, TVM_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+        # PYTHONSAFEPATH: MetaSchedule's builder and runner processes (``python -m tvm.exec.popen_worker``) would
+        # otherwise put the working directory first on sys.path, and a tvm.py there (benchmarks/ has one)
+        # shadows TVM: every trial dies as "Subprocess terminated". ``-I`` covers the worker itself only.
+        env = dict(os.environ, TVM_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", PYTHONSAFEPATH="1")
         env.pop("PYTHONPATH", None)  # the worker must see TVM's environment only
         self.threads = threads
         self.proc = subprocess.Popen([str(python), "-I", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
