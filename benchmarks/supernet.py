@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _shared import write_results
 from scipy.stats import kendalltau
 
 from tailorkit.search.supernet import (
@@ -38,7 +38,6 @@ from tailorkit.search.supernet import (
 )
 from tailorkit.spaces import OFAMobileNetV3Space
 
-RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger("bench")
 
 
@@ -95,19 +94,12 @@ def main() -> None:
         r["kendall_tau_test"] = float(kendalltau([x["supernet_test"] for x in ranked],
                                                  [x["standalone_test"] for x in ranked]).statistic)
         pairs = [(a, b) for a in range(args.scratch_seeds) for b in range(a + 1, args.scratch_seeds)]
-        if pairs:  # how well one seed's stand-alone ranking predicts another's: the reference's noise ceiling
-            r["seed_tau_val"] = float(np.mean([kendalltau([x["standalone_val_seeds"][a] for x in ranked],
-                                                          [x["standalone_val_seeds"][b] for x in ranked]).statistic
-                                               for a, b in pairs]))
-            r["seed_tau_test"] = float(np.mean([kendalltau([x["standalone_test_seeds"][a] for x in ranked],
-                                                           [x["standalone_test_seeds"][b] for x in ranked]).statistic
-                                                for a, b in pairs]))
+        for split in ("val", "test") if pairs else ():  # one seed's ranking against another's: the noise ceiling
+            seeds = [x[f"standalone_{split}_seeds"] for x in ranked]
+            r[f"seed_tau_{split}"] = float(np.mean([kendalltau([s[a] for s in seeds], [s[b] for s in seeds]).statistic
+                                                    for a, b in pairs]))
     r["subnets"] = rows
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(r, indent=1))
-    text = markdown(r)
-    (RESULTS / f"{args.stem}.md").write_text(text + "\n")
-    print(text)
+    write_results(args.stem, r, markdown(r) + "\n")
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -50,7 +50,8 @@ def test_commands_that_need_no_network_do_not_load_torch() -> None:
     """Listing spaces and devices, reading tables, training predictors and searching never build a network:
     they must start in a fraction of a second, not pay torch's ~1.5 s import on every call."""
     light = ["tailorkit.cli", "tailorkit.spaces", "tailorkit.devices", "tailorkit.profiler.store",
-             "tailorkit.predictors", "tailorkit.search.api", "tailorkit.search.runner", "tailorkit.export"]
+             "tailorkit.predictors", "tailorkit.search.api", "tailorkit.search.runner", "tailorkit.export",
+             "tailorkit.export.tflite"]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in light)
             + "from tailorkit.spaces import spaces\n"
             + "[spaces.create(n).sample(__import__('numpy').random.default_rng(0)) for n in spaces.names()]\n"

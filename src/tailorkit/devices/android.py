@@ -27,6 +27,7 @@ from tailorkit.core.version import __version__
 from tailorkit.devices.adb import AdbConnection
 from tailorkit.devices.base import Device
 from tailorkit.devices.tflite_benchmark import BenchmarkOutput, parse_benchmark_output
+from tailorkit.export.tflite import tflite_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +334,6 @@ def _check_shapes(path: Path, input_shapes: Mapping[str, Sequence[int]] | None) 
     if not input_shapes:
         return
     wanted = [tuple(int(d) for d in shape) for shape in input_shapes.values()]
-    from tailorkit.export.tflite import tflite_input_shape  # loads torch: only when a .tflite is checked
-
     own = tflite_input_shape(path)
     if wanted != [own]:
         raise ModelFormatError(f"benchmark_model runs a .tflite at its own input shape {own}; asked for {wanted} "

@@ -17,6 +17,7 @@ from tailorkit.core.timing import time_runs
 from tailorkit.core.version import __version__
 from tailorkit.devices import host
 from tailorkit.devices.base import Device
+from tailorkit.export.tflite import TfliteRunner, tflite_input_shape
 
 
 class LiteRtDevice(Device):
@@ -56,8 +57,6 @@ class LiteRtDevice(Device):
             raise ModelFormatError(f"device {self.name!r} runs .tflite files; {str(path)!r} is not one "
                                    "(export with --format tflite)")
         shape = _one_shape(path, input_shapes)
-        from tailorkit.export.tflite import TfliteRunner  # its module loads torch: not at `tailor devices`
-
         runner = TfliteRunner(path, settings.threads, xnnpack=self.delegate == "xnnpack")
         runner.set_input(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
         try:
@@ -75,8 +74,6 @@ class LiteRtDevice(Device):
 
 def _one_shape(path: str | Path, input_shapes: Mapping[str, Sequence[int]] | None) -> tuple[int, ...]:
     if not input_shapes:
-        from tailorkit.export.tflite import tflite_input_shape
-
         return tflite_input_shape(path)
     if len(input_shapes) != 1:
         raise ModelFormatError("the litert device runs single-input models")

@@ -1,7 +1,7 @@
 """Exporters: a torch module → the file format a device runs, with checksums and verification.
 
-Importing the package stays light (device adapters need only :mod:`tailorkit.export.shapes`); the torch
-exporter loads when it is first used."""
+Importing the package stays light (device adapters need only :mod:`tailorkit.export.shapes` and the TFLite
+runner); the torch exporters load torch when they are first used."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from tailorkit.export.shapes import onnx_input_shapes, resolve_input_shapes
 
 if TYPE_CHECKING:
     from tailorkit.export.onnx import OnnxExporter
+
+QUANTIZATIONS = ("int8",)  # what the ONNX and the TFLite exporters both offer
 
 
 def _onnx_exporter(**config: Any) -> OnnxExporter:
@@ -32,4 +34,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["OnnxExporter", "exporters", "onnx_input_shapes", "resolve_input_shapes"]
+__all__ = ["QUANTIZATIONS", "OnnxExporter", "exporters", "onnx_input_shapes", "resolve_input_shapes"]

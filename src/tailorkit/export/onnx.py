@@ -64,7 +64,6 @@ class OnnxExporter:
 # ------------------------------------------------------------------------------------ simplify, check, int8
 
 SIMPLIFIERS = ("onnxsim", "onnxslim")
-QUANTIZATIONS = ("int8",)  # what the ONNX and the TFLite exporters both offer
 # benchmarks/export.py measures both: the same node counts and latencies on OFA subnets, onnxsim in about half
 # the time, so it is the default
 DEFAULT_SIMPLIFIER = "onnxsim"

@@ -14,17 +14,19 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError
 from tailorkit.core.lazy import optional_import
 from tailorkit.core.records import ExportArtifact
-from tailorkit.export.onnx import QUANTIZATIONS
+from tailorkit.export import QUANTIZATIONS
+
+if TYPE_CHECKING:  # torch loads in the exporter only: running a .tflite (LiteRT, phones) needs none
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class TfliteExporter:
         on; the ranges observed on them are the ones the file keeps."""
         if quantize is not None and quantize not in QUANTIZATIONS:
             raise ConfigError(f"TFLite quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+        import torch
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         litert_torch = _litert_torch()
@@ -105,6 +109,8 @@ class TfliteExporter:
     @staticmethod
     def _convert_int8(litert_torch: Any, module: nn.Module, args: tuple[torch.Tensor, ...],
                       calibration: Sequence[torch.Tensor]) -> Any:
+        import torch
+
         if not calibration:
             raise ConfigError("int8 quantization needs calibration inputs")
         quantizer_mod = optional_import("litert_torch.quantize.pt2e_quantizer", "tflite", "TFLite int8")

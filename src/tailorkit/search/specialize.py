@@ -27,6 +27,7 @@ import torch
 
 from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError, TailorError
+from tailorkit.export import QUANTIZATIONS
 from tailorkit.export.manifest import (
     ExportManifest,
     check_output_dir,
@@ -38,7 +39,6 @@ from tailorkit.export.manifest import (
 )
 from tailorkit.export.onnx import (
     DEFAULT_SIMPLIFIER,
-    QUANTIZATIONS,
     SIMPLIFIERS,
     OnnxExporter,
     check_onnx,
