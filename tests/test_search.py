@@ -189,6 +189,68 @@ def test_constraint_filter_keeps_children_under_the_cap() -> None:
         assert (lat(genome.values(rows)) <= cap).all()
 
 
+def test_constraint_filter_keeps_each_row_of_its_kind_and_feasible() -> None:
+    """Redrawn rows (from the spares or from redraw rounds) keep the kind their position asked for, so a
+    generation keeps its mutant/crossover mix; rows nobody can make feasible keep a draw after the attempts."""
+    genome = Genome(_space("fbnet"))
+    rng = np.random.default_rng(4)
+    n, n_mut = 100, 37
+
+    def make(positions: np.ndarray) -> np.ndarray:
+        rows = genome.sample(rng, positions.size)
+        rows[:, 0] = (positions < n_mut).astype(np.int64)  # gene 0 says which kind the row was made as
+        return rows
+
+    for p_fail in (0.05, 0.6, 0.97):
+        checked: list[int] = []
+
+        def feasible(idx: np.ndarray, p_fail: float = p_fail, checked: list[int] = checked) -> np.ndarray:
+            checked.append(idx.shape[0])
+            return (idx[:, 1] + 1) * 1000 % 97 >= p_fail * 97  # deterministic in the row
+
+        strat = RandomSearch(genome, seed=0, constraint=feasible)
+        out = strat._feasible_fill(make, n, kinds=np.arange(n) < n_mut)
+        assert out.shape == (n, genome.n_genes)
+        assert (out[:, 0] == (np.arange(n) < n_mut)).all()
+        ok = feasible(out)
+        assert ok.all() or p_fail > 0.9
+        assert sum(checked) > n
+    # the common case is one draw and one check: a few failures are covered by the spares
+    checked.clear()
+    RandomSearch(genome, seed=0, constraint=lambda idx: (checked.append(1), idx[:, 1] != 0)[1])._feasible_fill(
+        make, n, kinds=np.arange(n) < n_mut)
+    assert len(checked) <= 2
+
+
+def test_evaluation_reuses_the_filters_latencies_exactly() -> None:
+    genome = Genome(_space("fbnet"))
+    lat = LinearLatency(genome)
+    calls: list[int] = []
+
+    class Counting(LatencySource):
+        def __call__(self, values: np.ndarray) -> np.ndarray:
+            calls.append(values.shape[0])
+            return lat(values)
+
+    cap = float(np.quantile(lat(genome.values(genome.sample(np.random.default_rng(0), 500))), 0.3))
+    ev = Evaluator(genome, Counting(), MnasNetHardReward(cap))
+    hist = SearchRunner(ev, EvolutionSearch(genome, seed=2, constraint=ev.feasible), 2000).run()
+    assert np.array_equal(hist.latency_ms, lat(genome.values(hist.genes)))
+    assert sum(calls) < 2 * hist.genes.shape[0]  # the evaluated batches were not predicted a second time
+    # a batch the filter never saw is predicted as usual
+    fresh = genome.sample(np.random.default_rng(9), 7)
+    assert np.array_equal(ev(fresh).latency_ms, lat(genome.values(fresh)))
+
+
+def test_mutation_draws_the_other_choices_uniformly() -> None:
+    genome = Genome(_space("fbnet"))  # 9 blocks per layer: a mutated gene takes each of the other 8
+    parents = np.zeros((4000, genome.n_genes), dtype=np.int64)
+    mutants = genome.mutate(parents, np.random.default_rng(0), 1.0)
+    counts = np.bincount(mutants.ravel(), minlength=9)
+    assert counts[0] == 0
+    assert counts[1:].min() > 0.9 * counts[1:].mean() and counts[1:].max() < 1.1 * counts[1:].mean()
+
+
 def test_nsga2_fronts_and_crowding() -> None:
     obj = np.array([[1, 5], [2, 4], [3, 3], [2, 5], [4, 4], [5, 5]], dtype=float)
     assert non_dominated_ranks(obj).tolist() == [0, 0, 0, 1, 1, 2]

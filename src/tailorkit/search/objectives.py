@@ -169,17 +169,52 @@ class Evaluator:
         if self.reward.needs_accuracy and self.accuracy is None:
             raise ConfigError(f"the {self.reward.name} reward ranks archs by accuracy, and there is no accuracy "
                               "model here; use mnasnet-soft or mnasnet-hard for a latency-only search")
+        # latencies the constraint filter computed since the last evaluation: the batch it passed is the batch
+        # evaluated next, so its latencies are reused instead of predicted twice
+        self._filtered: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __call__(self, idx: np.ndarray) -> Evaluations:
         values = self.genome.values(idx)
-        lat = self._checked(self.latency(values), values)
+        lat = self._latency(np.asarray(idx), values)
         acc = self.accuracy(values) if self.accuracy is not None else None
         objectives = lat[:, None] if acc is None else np.stack([lat, -acc], axis=1)
         return Evaluations(latency_ms=lat, accuracy=acc, reward=self.reward(acc, lat), objectives=objectives)
 
     def feasible(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx)
         values = self.genome.values(idx)
-        return self.reward.feasible(self._checked(self.latency(values), values))
+        lat = self._checked(self.latency(values), values)
+        if len(self._filtered) >= 64:  # checks with no evaluation in between: keep memory bounded
+            self._filtered.clear()
+        self._filtered.append((idx.copy(), lat))
+        return self.reward.feasible(lat)
+
+    def _latency(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Latency of each row: the filter's value where it checked the same genes (first by position in its
+        first batch, which the filled batch mostly is, then by content among everything it checked), the
+        source's prediction for the rest. The sources are pure functions of the genes, so reuse is exact."""
+        filtered, self._filtered = self._filtered, []
+        if not filtered:
+            return self._checked(self.latency(values), values)
+        first, first_lat = filtered[0]
+        n = idx.shape[0]
+        m = min(n, first.shape[0])
+        lat = np.empty(n)
+        lat[:m] = first_lat[:m]
+        miss = np.flatnonzero(~(idx[:m] == first[:m]).all(axis=1))
+        if m < n:
+            miss = np.concatenate([miss, np.arange(m, n)])
+        if miss.size:
+            seen = first if len(filtered) == 1 else np.concatenate([g for g, _ in filtered])
+            seen_lat = first_lat if len(filtered) == 1 else np.concatenate([x for _, x in filtered])
+            if miss.size * seen.shape[0] <= 1 << 16:  # a few redrawn rows against a generation's checks
+                eq = (idx[miss][:, None, :] == seen[None, :, :]).all(axis=2)
+                hit = eq.any(axis=1)
+                lat[miss[hit]] = seen_lat[eq[hit].argmax(axis=1)]
+                miss = miss[~hit]
+        if miss.size:
+            lat[miss] = self._checked(self.latency(values[miss]), values[miss])
+        return lat
 
     def _checked(self, lat: np.ndarray, values: np.ndarray) -> np.ndarray:
         """A latency that is not a positive number would make the MnasNet reward infinite or NaN: a model-level

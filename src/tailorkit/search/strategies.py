@@ -87,21 +87,54 @@ class Strategy(abc.ABC):
 
     # ----------------------------------------------------------------------------------- helpers
 
-    def _feasible_fill(self, make: Callable[[np.ndarray], np.ndarray], n: int, attempts: int = 50) -> np.ndarray:
-        """``n`` rows, row ``i`` drawn by ``make(positions)``, redrawing rows that fail the constraint (OFA's
-        filter) with the same maker, so a batch keeps its mix of mutants and crossovers. After ``attempts``
+    def _feasible_fill(self, make: Callable[[np.ndarray], np.ndarray], n: int, kinds: np.ndarray | None = None,
+                       attempts: int = 50) -> np.ndarray:
+        """``n`` rows, row ``i`` drawn by ``make(positions)``, with rows that fail the constraint (OFA's filter)
+        redrawn by the same maker, so a batch keeps its mix of mutants and crossovers. After ``attempts``
         rounds the last draws are kept, infeasible or not: the reward still penalises them, and a cap no arch
-        can meet is refused before a search starts."""
-        out = make(np.arange(n))
+        can meet is refused before a search starts.
+
+        A round's cost is numpy call overhead far more than rows, so the redraws are batched: the first draw
+        carries spare rows (an eighth more, drawn for every eighth position; positions with equal ``kinds`` labels
+        are interchangeable), and a failing row takes the next feasible spare of its kind; rows still failing draw
+        ``_REDRAWS`` candidates each per round and keep the first feasible one. Most OFA generations then cost
+        one draw and one check instead of two of each."""
+        positions = np.arange(n)
         if self.constraint is None or n == 0:
-            return out
-        bad = np.flatnonzero(~self.constraint(out))
-        for _ in range(attempts):
+            return make(positions)
+        spare_pos = positions[::8]  # every eighth position: the kinds in their batch proportions
+        drawn = make(np.concatenate([positions, spare_pos]))
+        ok = np.asarray(self.constraint(drawn), dtype=bool)
+        out = drawn[:n]
+        bad = np.flatnonzero(~ok[:n])
+        if bad.size:
+            spares = n + np.flatnonzero(ok[n:])
+            if kinds is None:
+                out[bad[:spares.size]] = drawn[spares[:bad.size]]
+                bad = bad[spares.size:]
+            else:
+                kinds = np.asarray(kinds)
+                bad_kind, spare_kind = kinds[bad], kinds[spare_pos[spares - n]]
+                filled = np.zeros(bad.size, dtype=bool)
+                for k in set(bad_kind.tolist()):
+                    slots = np.flatnonzero(bad_kind == k)
+                    take = spares[spare_kind == k][:slots.size]
+                    out[bad[slots[:take.size]]] = drawn[take]
+                    filled[slots[:take.size]] = True
+                bad = bad[~filled]
+        for attempt in range(attempts):
             if bad.size == 0:
                 break
-            out[bad] = make(bad)
-            bad = bad[~self.constraint(out[bad])]
+            drawn = make(np.repeat(bad, _REDRAWS)).reshape(bad.size, _REDRAWS, -1)
+            ok = np.asarray(self.constraint(drawn.reshape(bad.size * _REDRAWS, -1)), dtype=bool)
+            ok = ok.reshape(bad.size, _REDRAWS)
+            got = ok.any(axis=1) | (attempt == attempts - 1)  # the last round keeps its draws regardless
+            out[bad[got]] = drawn[got, ok[got].argmax(axis=1)]
+            bad = bad[~got]
         return out
+
+
+_REDRAWS = 4  # candidates per failing row in a redraw round
 
 
 @strategies.register("random")
@@ -197,7 +230,7 @@ class EvolutionSearch(Strategy):
                 lambda rows: self.genome.sample(self.rng, rows.size), n - seeds.shape[0])])
         n = min(n, self.children - self.bred)
         n_mut = max(0, min(n, self.mutations - self.bred))
-        out = self._feasible_fill(lambda rows: self._children(rows < n_mut), n)
+        out = self._feasible_fill(lambda rows: self._children(rows < n_mut), n, kinds=np.arange(n) < n_mut)
         self.bred += n
         return out
 
@@ -208,10 +241,13 @@ class EvolutionSearch(Strategy):
         p = self.parent_genes.shape[0]
         k = mutant.size
         a = self.rng.integers(0, p, k)
-        b = (a + self.rng.integers(1, p, k)) % p if p > 1 else a
-        mutants = self.genome.mutate(self.parent_genes[a], self.rng, self.mutation_prob)
-        mixed = self.genome.crossover(self.parent_genes[a], self.parent_genes[b], self.rng)
-        return np.where(mutant[:, None], mutants, mixed)
+        out = np.empty((k, self.genome.n_genes), dtype=np.int64)
+        m, c = np.flatnonzero(mutant), np.flatnonzero(~mutant)
+        out[m] = self.genome.mutate(self.parent_genes[a[m]], self.rng, self.mutation_prob)
+        if c.size:
+            b = (a[c] + self.rng.integers(1, p, c.size)) % p if p > 1 else a[c]
+            out[c] = self.genome.crossover(self.parent_genes[a[c]], self.parent_genes[b], self.rng)
+        return out
 
     def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
         self.pop_genes = np.concatenate([self.pop_genes, genes])
