@@ -46,6 +46,13 @@ def test_profile_torch_module_by_import_path(tmp_path: Path) -> None:
     assert "has no attribute" in _error_line(run_cli("profile", "mymodel:Nope", "--shape", "1x3x8x8", cwd=tmp_path))
 
 
+@pytest.mark.parametrize("args", [("bogus",), ("table", "list"), ("search", "--bogus")])
+def test_usage_mistakes_are_a_usage_message_not_a_traceback(args: tuple[str, ...]) -> None:
+    res = run_cli(*args)
+    assert res.returncode == 2
+    assert "No such" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_commands_that_need_no_network_do_not_load_torch() -> None:
     """Listing spaces and devices, reading tables, training predictors and searching never build a network:
     they must start in a fraction of a second, not pay torch's ~1.5 s import on every call."""
