@@ -238,7 +238,7 @@ def test_existing_output_is_kept_unless_forced(ofa_supernet: Path, tmp_path: Pat
 ])
 def test_bad_options_are_refused_before_any_work(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        ExportOptions(**{"supernet": "ckpt", **options})
+        ExportOptions(**{"supernet": "ckpt", **options}).require_weights()
 
 
 def test_bad_inputs_give_clear_errors(ofa_supernet: Path, tmp_path: Path) -> None:

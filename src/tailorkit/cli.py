@@ -948,6 +948,7 @@ def search_cmd(
     export_options = ExportOptions(fmt=export, supernet=supernet, train_epochs=train_epochs) \
         if export is not None else None  # bad formats and missing weights fail before the search runs
     if export_options is not None:
+        export_options.require_weights()
         from tailorkit.export.manifest import check_output_dir
         from tailorkit.search.supernet import read_config
 
@@ -1000,13 +1001,120 @@ def search_cmd(
         result.save(output)
 
 
+# --------------------------------------------------------------------------------------------------- prune
+
+
+@app.command("prune")
+def prune_cmd(
+    supernet: Annotated[Path, typer.Option(help="Supernet checkpoint folder (`tailor supernet train`): the "
+                                                "subnet's weights.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Prune result JSON; the pruned weights go beside "
+                                                                "it as .npz.")],
+    result: Annotated[Path | None, typer.Option(help="Prune the winner of this search result (ofa-mbv3).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Or the ofa-mbv3 arch to prune: JSON, or @FILE.")] = None,
+    width: WidthOpt = 1.0,
+    predictor: Annotated[Path | None, typer.Option(help="Per-op latencies: a lookup-table or kernel-level .tlp "
+                                                        "(a table needs every pruned width; see --device).")] = None,
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Measure every op the pruning can use on "
+                                               "this device into the store (reusing what is there) and use "
+                                               "those latencies.")] = None,
+    latency_ms: Annotated[float | None, typer.Option("--latency-ms", help="Latency budget in ms.")] = None,
+    latency_ratio: Annotated[float | None, typer.Option(
+        "--latency-ratio", help="Budget as a share of the unpruned subnet's predicted latency, instead of "
+                                "--latency-ms.")] = None,
+    strategy: Annotated[str, typer.Option(help="ddpg (AMC's agent), evolution, random or rl.")] = "ddpg",
+    episodes: Annotated[int, typer.Option(help="Prunings evaluated (digits validation accuracy each).")] = 300,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning the winner on digits.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same pruning).")] = 0,
+    db: DbOpt = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Channel pruning of a trained subnet under a latency budget (AMC): which share of each block's middle
+    channels to keep, scored by digits accuracy; the winner fine-tuned and saved for `tailor export`."""
+    from tailorkit.search.api import build_best, load_search_result
+    from tailorkit.search.prune import PruningSpace, measured_latency, predictor_latency, prune, write_result
+    from tailorkit.search.supernet import read_config
+
+    if (result is None) == (arch is None):
+        raise ConfigError("give the subnet to prune: --result SEARCH.json or --arch")
+    if (predictor is None) == (device is None):
+        raise ConfigError("give the latencies: --predictor FILE.tlp, or --device NAME to measure them")
+    if (latency_ms is None) == (latency_ratio is None):
+        raise ConfigError("give the budget: --latency-ms or --latency-ratio")
+    if latency_ratio is not None and not 0 < latency_ratio <= 1:
+        raise ConfigError(f"--latency-ratio must be in (0, 1], got {latency_ratio}")
+    if strategy not in ("ddpg", "evolution", "random", "rl"):
+        raise ConfigError(f"unknown pruning strategy {strategy!r}; known: ddpg, evolution, random, rl")
+    if output.suffix != ".json" or output.is_dir():
+        raise ConfigError(f"output {str(output)!r} must be a .json file (the weights go beside it as .npz)")
+    read_config(supernet)  # a missing checkpoint fails now, not after measuring
+    if result is not None:
+        space_obj, arch_obj = build_best(load_search_result(result))
+    else:
+        space_obj = _space("ofa-mbv3", width)
+        arch_obj = _read_arch(space_obj, arch or "")
+    pruning = PruningSpace(space_obj, arch_obj)
+    config = load_config(config_path)
+    if predictor is not None:
+        from tailorkit.predictors import load_predictor
+
+        latency = predictor_latency(pruning, load_predictor(predictor), what=f"predictor {str(predictor)!r}")
+    else:
+        from tailorkit.profiler.api import open_device
+        from tailorkit.profiler.store import TableStore
+        from tailorkit.profiler.tables import TableProgress
+
+        dev = open_device(device or "", config)
+        settings = _settings(config, dev.name)
+        with TableStore(db or config.store_url) as store, dev, \
+                Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), console=err, transient=False) as bar:
+            task = bar.add_task("measuring the pruning's ops", total=None)
+
+            def on_measure(event: TableProgress) -> None:
+                bar.update(task, total=event.total, completed=event.already + event.done)
+
+            latency = measured_latency(pruning, dev, store, settings, progress=on_measure)
+    full = float(latency(np.array([(8,) * pruning.n_blocks]))[0])
+    target = latency_ms if latency_ms is not None else full * float(latency_ratio or 1.0)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[best]}"), console=err, transient=False) as bar:
+        task = bar.add_task(f"prune ({strategy})", total=episodes, best="")
+
+        def on_progress(p: Any) -> None:
+            if p.phase == "fine-tune":
+                bar.update(task, description=f"fine-tuning {finetune_epochs} epochs")
+            else:
+                bar.update(task, completed=p.episodes, best=f"best val accuracy {p.best_accuracy:.4f}")
+
+        res, net = prune(space_obj, arch_obj, supernet, latency, target_ms=target, strategy=strategy,
+                         episodes=episodes, seed=seed, finetune_epochs=finetune_epochs, progress=on_progress)
+    res = write_result(res, output, net)
+    acc = res.accuracy
+    out.print(f"kept eighths {res.keep_eighths} → middle widths {res.widths} (of {res.base_widths})",
+              highlight=False)
+    out.print(f"predicted latency {res.predicted['latency_ms']:.4g} ms (budget {target:.4g} ms; unpruned "
+              f"{full:.4g} ms); parameters {res.weights['parameters']:,} of {res.weights['base_parameters']:,}",
+              highlight=False)
+    out.print(f"digits accuracy val/test: unpruned {acc['base']['val']:.4f}/{acc['base']['test']:.4f}, pruned "
+              f"{acc['searched']['val']:.4f}/{acc['searched']['test']:.4f}, fine-tuned "
+              f"{acc['fine_tuned']['val']:.4f}/{acc['fine_tuned']['test']:.4f}", highlight=False)
+    if res.uniform is not None:
+        u = res.uniform
+        out.print(f"uniform pruning at the same budget ({u['keep_eighths'][0]}/8 everywhere, "
+                  f"{u['latency_ms']:.4g} ms): val {u['accuracy_val']:.4f}, test {u['accuracy_test']:.4f} "
+                  "(before fine-tuning)", highlight=False)
+    out.print(f"prune result saved to {output} (weights {output.with_suffix('.npz').name}); export it with "
+              f"`tailor export {output} -o DIR`", highlight=False)
+
+
 # -------------------------------------------------------------------------------------------------- export
 
 
 @app.command("export")
 def export_cmd(
-    result: Annotated[Path | None, typer.Argument(help="SearchResult JSON from `tailor search` (or give --space "
-                                                      "and --arch).")] = None,
+    result: Annotated[Path | None, typer.Argument(help="Result JSON from `tailor search` or `tailor prune` (or give "
+                                                      "--space and --arch).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (created; must be empty "
                                                                     "unless --force).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="onnx, tflite or tvm (a library for --device, which must be "
@@ -1037,7 +1145,14 @@ def export_cmd(
 ) -> None:
     """The searched model with trained weights as an ONNX or TFLite file, verified in its runtime, measured on a
     device, with a manifest (out/manifest.json)."""
-    from tailorkit.search.specialize import ExportOptions, export_arch, export_search_result, predict_arch
+    from tailorkit.search.prune import is_prune_result
+    from tailorkit.search.specialize import (
+        ExportOptions,
+        export_arch,
+        export_prune_result,
+        export_search_result,
+        predict_arch,
+    )
 
     if output is None:
         raise ConfigError("give the output folder with -o/--output")
@@ -1057,7 +1172,9 @@ def export_cmd(
     def say(message: str) -> None:
         err.print(f"[dim]…[/dim] {escape(message)}")
 
-    if result is not None:
+    if result is not None and is_prune_result(result):
+        manifest = export_prune_result(result, output, options, config=config, progress=say)
+    elif result is not None:
         manifest = export_search_result(result, output, options, config=config, progress=say)
     else:
         space_obj = _space(space or "", width)

@@ -111,6 +111,9 @@ class ExportOptions:
         if self.refit and self.quantize:
             raise ConfigError("--refit stores latencies for the float32 tables; an int8 model's latency would "
                               "skew their correction")
+
+    def require_weights(self) -> None:
+        """An arch's export needs weights from a supernet or from training (a prune result brings its own)."""
         if self.supernet is None and self.train_epochs == 0:
             raise ConfigError("the exported model needs trained weights: give --supernet CKPT (a `tailor supernet "
                               "train` folder) or --train-epochs N to train it on digits")
@@ -296,6 +299,18 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
                 progress: Progress | None = None, data: DigitsSplits | None = None) -> ExportManifest:
     """Export ``arch`` of ``space`` into the folder ``out`` (see the module docstring); returns the manifest.
     A failed verification raises :class:`ExportError` after nothing was written."""
+    options.require_weights()
+    return _export_module(space, arch, out, options, source=source, predicted=predicted, config=config,
+                          progress=progress, data=data,
+                          weights_for=lambda d: trained_subnet(space, arch, d, options, progress))
+
+
+def _export_module(space: Any, arch: Any, out: str | Path, options: ExportOptions, *, source: Mapping[str, Any],
+                   predicted: Mapping[str, Any] | None, config: Any, progress: Progress | None,
+                   data: DigitsSplits | None,
+                   weights_for: Callable[[DigitsSplits], tuple[torch.nn.Module, dict[str, Any]]]) -> ExportManifest:
+    """The export of a network of ``arch``'s shape whose weights ``weights_for`` provides (after every cheap
+    check: device, format, output folder)."""
     from tailorkit.core.config import load_config
 
     if not space.buildable:
@@ -320,7 +335,7 @@ def export_arch(space: Any, arch: Any, out: str | Path, options: ExportOptions, 
     data = data or load_digits_splits()
     shape = tuple(space.input_shape(arch))
     r = deploy_resolution(space, arch)
-    module, weights = trained_subnet(space, arch, data, options, progress)
+    module, weights = weights_for(data)
     try:
         return _export_into(space, arch, out, options, source, predicted, config, progress, data, module, weights,
                             shape, r, tvm)
@@ -441,6 +456,32 @@ def export_search_result(path: str | Path, out: str | Path, options: ExportOptio
     source = {"kind": "search-result", "path": str(path), "sha256": sha256_file(Path(path))}
     return export_arch(space, arch, out, options, source=source, predicted=predicted_for(result, options),
                        config=config, progress=progress)
+
+
+def export_prune_result(path: str | Path, out: str | Path, options: ExportOptions, *, config: Any = None,
+                        progress: Progress | None = None) -> ExportManifest:
+    """The pruned network of a ``tailor prune`` result (its fine-tuned weights, checked against their checksum),
+    exported like a searched subnet; the manifest's ``arch`` is the subnet that was pruned and ``weights`` says
+    how (kept widths)."""
+    from tailorkit.search.prune import pruned_model
+
+    if options.supernet is not None or options.train_epochs:
+        raise ConfigError("a prune result carries its own fine-tuned weights; drop --supernet and --train-epochs")
+    if options.refit:
+        raise ConfigError("--refit stores whole-model latencies by arch of the space; a pruned network is not one "
+                          "of its archs, so there is nowhere to store it")
+    result, space, arch, module = pruned_model(path)
+    weights = {"kind": "pruned", "result": str(path), "sha256": result.weights["sha256"],
+               "keep_eighths": result.keep_eighths, "widths": result.widths, "base_widths": result.base_widths,
+               "base": result.base, "finetune_epochs": result.accuracy.get("finetune_epochs")}
+    predicted: dict[str, Any] = {"latency_ms": float(result.predicted["latency_ms"]), "source": result.latency_source}
+    if result.predicted.get("device"):
+        predicted["device"] = result.predicted["device"]
+    if options.quantize:
+        predicted["note"] = "predicted for the float32 model"
+    source = {"kind": "prune-result", "path": str(path), "sha256": sha256_file(Path(path))}
+    return _export_module(space, arch, out, options, source=source, predicted=predicted, config=config,
+                          progress=progress, data=None, weights_for=lambda _d: (module, weights))
 
 
 def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]:

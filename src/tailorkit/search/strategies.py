@@ -491,27 +491,48 @@ class ReinforceController(Strategy):
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         scalars, _ = super().state()
-        arrays = {f"param.{k}": v.detach().numpy().copy() for k, v in self.policy.state_dict().items()}
-        opt = self.optimizer.state_dict()
-        for i, st in opt["state"].items():
-            for k, v in st.items():
-                arrays[f"adam.{i}.{k}"] = np.array(v.detach().numpy() if hasattr(v, "detach") else v)
-        return {**scalars, "baseline": self.baseline, "worst": self.worst, "updates": self.updates,
-                "adam_params": sorted(int(i) for i in opt["state"])}, arrays
+        arrays = {**_module_arrays("param.", self.policy), **_adam_arrays("adam.", self.optimizer)}
+        return {**scalars, "baseline": self.baseline, "worst": self.worst, "updates": self.updates}, arrays
 
     def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        import torch
-
         super().load_state(scalars, arrays)
         self.baseline, self.worst = scalars["baseline"], scalars["worst"]
         self.updates = int(scalars["updates"])
-        self.policy.load_state_dict({k[len("param."):]: torch.from_numpy(np.array(v))
-                                     for k, v in arrays.items() if k.startswith("param.")})
-        opt = self.optimizer.state_dict()
-        opt["state"] = {i: {k: torch.from_numpy(np.array(arrays[f"adam.{i}.{k}"])) for k in ("step", "exp_avg",
-                                                                                          "exp_avg_sq")}
-                        for i in scalars["adam_params"]}
-        self.optimizer.load_state_dict(opt)
+        _load_module_arrays("param.", self.policy, arrays)
+        _load_adam_arrays("adam.", self.optimizer, arrays)
+
+
+def _module_arrays(prefix: str, module: Any) -> dict[str, np.ndarray]:
+    return {f"{prefix}{k}": v.detach().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _load_module_arrays(prefix: str, module: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    import torch
+
+    module.load_state_dict({k[len(prefix):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
+                            if k.startswith(prefix)})
+
+
+def _adam_arrays(prefix: str, optimizer: Any) -> dict[str, np.ndarray]:
+    """An Adam optimizer's per-parameter moments and step counts as arrays ``PREFIX{param}.{name}``."""
+    out = {}
+    for i, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"{prefix}{i}.{k}"] = np.array(v.detach().numpy() if hasattr(v, "detach") else v)
+    return out
+
+
+def _load_adam_arrays(prefix: str, optimizer: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    import torch
+
+    opt = optimizer.state_dict()
+    state: dict[int, dict[str, Any]] = {}
+    for name, v in arrays.items():
+        if name.startswith(prefix):
+            i, key = name[len(prefix):].split(".", 1)
+            state.setdefault(int(i), {})[key] = torch.from_numpy(np.array(v))
+    opt["state"] = state
+    optimizer.load_state_dict(opt)
 
 
 class _Policy:
@@ -560,6 +581,212 @@ class _Policy:
             ent = ent - (p * log_probs).sum(dim=1)
             prev = genes[:, t] + 1
         return logp, ent
+
+
+@strategies.register("ddpg")
+class DDPGAgent(Strategy):
+    """AMC's agent (He et al., ECCV 2018): DDPG stepping through the genes (layers) one by one. At each layer an
+    actor maps the state to a continuous action in [0, 1], the position among the gene's allowed choices in
+    value order (for pruning: the share of channels kept); a critic learns each action's value.
+
+    As in AMC: the first ``warmup`` episodes (AMC: 100) act uniformly at random; then the actor's action plus
+    Gaussian noise of σ = 0.5, decaying by 0.95 per episode, clipped to [0, 1]; every step of an episode is
+    credited with the episode's reward minus a moving average of rewards (decay 0.95); the critic regresses onto
+    that credit (no bootstrapping, since the whole episode's reward is already the return), the actor ascends the
+    critic; 300 × 300 hidden units, Adam at 1e-4 (actor) and 1e-3 (critic), batches of 64 from a replay buffer
+    of the last 100 episodes, one update per step of each episode after the warm-up.
+
+    The state of layer t is its position, AMC's static layer description (``layer_features``: channels, kernel,
+    stride, size, MACs — each scaled to [0, 1] over the layers) and the previous action. With a latency budget
+    (``block_latency``: the latency of each gene's choices, additive, plus ``fixed_ms`` and ``target_ms``) it
+    also holds the latency spent so far and the least the remaining layers need, and each action is clamped to the
+    largest choice that leaves the remaining layers room to meet the target (AMC's resource-constrained mode), so
+    every episode is feasible when the smallest choices are."""
+
+    name = "ddpg"
+
+    def __init__(self, genome: Genome, *, seed: int = 0, constraint: Constraint | None = None,
+                 batch: int = 4, warmup: int = 100, hidden: int = 300, actor_lr: float = 1e-4,
+                 critic_lr: float = 1e-3, sigma: float = 0.5, sigma_decay: float = 0.95,
+                 baseline_decay: float = 0.95, buffer_episodes: int = 100, minibatch: int = 64,
+                 layer_features: np.ndarray | None = None, block_latency: np.ndarray | None = None,
+                 fixed_ms: float = 0.0, target_ms: float | None = None) -> None:
+        super().__init__(genome, seed=seed, constraint=constraint)
+        import torch
+        from torch import nn
+
+        g = genome.n_genes
+        self.batch, self.warmup, self.hidden = int(batch), int(warmup), int(hidden)
+        self.actor_lr, self.critic_lr = float(actor_lr), float(critic_lr)
+        self.sigma, self.sigma_decay, self.baseline_decay = float(sigma), float(sigma_decay), float(baseline_decay)
+        self.minibatch = int(minibatch)
+        if self.batch < 1 or self.warmup < 0 or self.hidden < 1 or self.minibatch < 1 or buffer_episodes < 1 \
+                or not (self.actor_lr > 0 and self.critic_lr > 0 and self.sigma >= 0) \
+                or not 0 < self.sigma_decay <= 1 or not 0 <= self.baseline_decay < 1:
+            raise ConfigError("ddpg needs batch, hidden, minibatch and buffer >= 1, warmup >= 0, positive learning "
+                              "rates, sigma >= 0, 0 < sigma_decay <= 1 and 0 <= baseline_decay < 1")
+        features = np.zeros((g, 0)) if layer_features is None else np.asarray(layer_features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[0] != g:
+            raise ConfigError(f"layer_features must have one row per gene ({g}), got shape {features.shape}")
+        span = features.max(axis=0) - features.min(axis=0) if features.size else np.zeros(0)
+        self.features = np.where(span > 0, (features - features.min(axis=0)) / np.where(span > 0, span, 1), 0.0) \
+            if features.size else features
+        self.budget = block_latency is not None
+        if self.budget:
+            lat = np.asarray(block_latency, dtype=np.float64)
+            if lat.shape != (g, int(genome.max_choices)):
+                raise ConfigError(f"block_latency must be genes x choices ({g} x {genome.max_choices}), got shape "
+                                  f"{lat.shape}")
+            if target_ms is None or not target_ms > 0:
+                raise ConfigError("ddpg with a latency budget needs target_ms > 0")
+            # latency by position among each gene's allowed choices; positions past a gene's count never used
+            self.lat_pos = np.full((g, int(genome.n_allowed.max())), np.inf)
+            for t in range(g):
+                idx = genome.allowed_idx[t, :genome.n_allowed[t]]
+                self.lat_pos[t, :idx.size] = lat[t, idx]
+            self.fixed_ms, self.target_ms = float(fixed_ms), float(target_ms)
+            self.min_lat = np.nanmin(np.where(np.isfinite(self.lat_pos), self.lat_pos, np.nan), axis=1)
+        self.state_dim = 2 + self.features.shape[1] + (3 if self.budget else 0)
+        h = self.hidden
+        self.actor = nn.Sequential(nn.Linear(self.state_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                   nn.Linear(h, 1), nn.Sigmoid())
+        self.critic = nn.Sequential(nn.Linear(self.state_dim + 1, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                    nn.Linear(h, 1))
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():  # seeded here, not from torch's global generator: a seed fixes the search
+            for layer in (m for net in (self.actor, self.critic) for m in net if isinstance(m, nn.Linear)):
+                bound = 1.0 / layer.in_features ** 0.5
+                layer.weight.uniform_(-bound, bound, generator=gen)
+                layer.bias.uniform_(-bound, bound, generator=gen)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr)
+        cap = int(buffer_episodes) * g
+        self.buf_s = np.zeros((cap, self.state_dim), dtype=np.float32)
+        self.buf_a = np.zeros(cap, dtype=np.float32)
+        self.buf_r = np.zeros(cap, dtype=np.float32)
+        self.buf_size = self.buf_pos = 0
+        self.episodes = 0
+        self.baseline: float | None = None
+        self.worst: float | None = None
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "batch": self.batch, "warmup": self.warmup, "hidden": self.hidden,
+                "actor_lr": self.actor_lr, "critic_lr": self.critic_lr, "sigma": self.sigma,
+                "sigma_decay": self.sigma_decay, "baseline_decay": self.baseline_decay,
+                "latency_budget": self.target_ms if self.budget else None}
+
+    # ------------------------------------------------------------------------------------ episodes
+
+    def ask(self, n: int) -> np.ndarray:
+        import torch
+
+        genome, g = self.genome, self.genome.n_genes
+        n_allowed = genome.n_allowed
+        states = np.zeros((n, g, self.state_dim), dtype=np.float32)
+        actions = np.zeros((n, g), dtype=np.float32)
+        out = np.zeros((n, g), dtype=np.int64)
+        episode = self.episodes + np.arange(n)
+        exploring = episode < self.warmup
+        sigma = self.sigma * self.sigma_decay ** np.maximum(episode - self.warmup, 0)
+        spent = np.full(n, self.fixed_ms if self.budget else 0.0)
+        prev = np.ones(n)
+        for t in range(g):
+            s = np.zeros((n, self.state_dim))
+            s[:, 0] = t / max(g - 1, 1)
+            s[:, 1:1 + self.features.shape[1]] = self.features[t]
+            s[:, -1 - (3 if self.budget else 0)] = prev
+            if self.budget:
+                rest = float(self.min_lat[t + 1:].sum())
+                s[:, -3] = spent / self.target_ms
+                s[:, -2] = rest / self.target_ms
+                s[:, -1] = self.lat_pos[t, n_allowed[t] - 1] / self.target_ms
+            with torch.no_grad():
+                mu = self.actor(torch.from_numpy(s.astype(np.float32))).numpy()[:, 0].astype(np.float64)
+            noisy = np.clip(mu + sigma * self.rng.standard_normal(n), 0.0, 1.0)
+            a = np.where(exploring, self.rng.random(n), noisy)
+            k = int(n_allowed[t])
+            pos = np.rint(a * (k - 1)).astype(np.int64)
+            if self.budget:  # the largest position at or below the action that leaves the rest room
+                room = self.target_ms - spent - float(self.min_lat[t + 1:].sum())
+                fits = (self.lat_pos[t, :k][None, :] <= room[:, None] + 1e-9) \
+                    & (np.arange(k)[None, :] <= pos[:, None])
+                pos = np.where(fits.any(axis=1), k - 1 - fits[:, ::-1].argmax(axis=1),
+                               int(np.argmin(self.lat_pos[t, :k])))
+                spent = spent + self.lat_pos[t, pos]
+            executed = pos / max(k - 1, 1)
+            states[:, t] = s
+            actions[:, t] = executed
+            out[:, t] = genome.allowed_idx[t, pos]
+            prev = executed
+        self._pending = (states, actions)
+        return out
+
+    def tell(self, genes: np.ndarray, evaluations: Evaluations) -> None:
+        import torch
+
+        reward = np.asarray(evaluations.reward, dtype=np.float64)
+        finite = np.isfinite(reward)
+        if finite.any():
+            low = float(reward[finite].min())
+            self.worst = low if self.worst is None else min(self.worst, low)
+        reward = np.where(finite, reward, min(0.0, self.worst if self.worst is not None else 0.0) - 0.1)
+        mean = float(reward.mean())
+        if self.baseline is None:
+            self.baseline = mean
+        credit = reward - self.baseline
+        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean
+        if self._pending is not None and self._pending[0].shape[0] == genes.shape[0]:
+            states, actions = self._pending
+            g = self.genome.n_genes
+            for e in range(genes.shape[0]):
+                rows = (self.buf_pos + np.arange(g)) % self.buf_s.shape[0]
+                self.buf_s[rows], self.buf_a[rows], self.buf_r[rows] = states[e], actions[e], credit[e]
+                self.buf_pos = int((self.buf_pos + g) % self.buf_s.shape[0])
+                self.buf_size = int(min(self.buf_size + g, self.buf_s.shape[0]))
+        self._pending = None
+        learning = int(max(0, self.episodes + genes.shape[0] - max(self.warmup, self.episodes)))
+        self.episodes += int(genes.shape[0])
+        for _ in range(learning * self.genome.n_genes):
+            rows = self.rng.integers(0, self.buf_size, min(self.minibatch, self.buf_size))
+            s = torch.from_numpy(self.buf_s[rows])
+            a = torch.from_numpy(self.buf_a[rows])[:, None]
+            r = torch.from_numpy(self.buf_r[rows])[:, None]
+            q = self.critic(torch.cat([s, a], dim=1))
+            critic_loss = torch.nn.functional.mse_loss(q, r)
+            self.critic_opt.zero_grad()
+            critic_loss.backward()
+            self.critic_opt.step()
+            actor_loss = -self.critic(torch.cat([s, self.actor(s)], dim=1)).mean()
+            self.actor_opt.zero_grad()
+            actor_loss.backward()
+            self.actor_opt.step()
+
+    # ------------------------------------------------------------------------------------ state
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        scalars, _ = super().state()
+        arrays = {**_module_arrays("actor.", self.actor), **_module_arrays("critic.", self.critic),
+                  **_adam_arrays("actor_adam.", self.actor_opt), **_adam_arrays("critic_adam.", self.critic_opt),
+                  "buf_s": self.buf_s, "buf_a": self.buf_a, "buf_r": self.buf_r}
+        return {**scalars, "episodes": self.episodes, "baseline": self.baseline, "worst": self.worst,
+                "buf_size": self.buf_size, "buf_pos": self.buf_pos}, arrays
+
+    def load_state(self, scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        super().load_state(scalars, arrays)
+        self.episodes, self.baseline, self.worst = int(scalars["episodes"]), scalars["baseline"], scalars["worst"]
+        self.buf_size, self.buf_pos = int(scalars["buf_size"]), int(scalars["buf_pos"])
+        for name in ("buf_s", "buf_a", "buf_r"):
+            setattr(self, name, np.array(arrays[name], dtype=np.float32))
+        _load_module_arrays("actor.", self.actor, arrays)
+        _load_module_arrays("critic.", self.critic, arrays)
+        _load_adam_arrays("actor_adam.", self.actor_opt, arrays)
+        _load_adam_arrays("critic_adam.", self.critic_opt, arrays)
+        self._pending = None
 
 
 STRATEGY_NAMES = tuple(sorted(strategies))
