@@ -107,3 +107,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     with psycopg.connect(server.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def ofa_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-1.0 OFA-MBv3 digits supernet trained briefly (25 steps): real weights for export and pruning."""
+    from tailorkit.search.supernet import SupernetConfig, load_digits_splits, train_supernet
+
+    ckpt = tmp_path_factory.mktemp("sn") / "ofa"
+    train_supernet(SupernetConfig(epochs=1, steps_per_epoch=25, subnets_per_step=1, seed=0), ckpt,
+                   data=load_digits_splits())
+    return ckpt

@@ -28,13 +28,6 @@ ARCH = OFA.arch_from_dict({"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [
 
 
 @pytest.fixture(scope="module")
-def ofa_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ckpt = tmp_path_factory.mktemp("sn") / "ofa"
-    train_supernet(SupernetConfig(epochs=1, steps_per_epoch=25, subnets_per_step=1, seed=0), ckpt, data=DATA)
-    return ckpt
-
-
-@pytest.fixture(scope="module")
 def spos_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ckpt = tmp_path_factory.mktemp("sn") / "spos"
     train_supernet(SupernetConfig(space="spos-reduced", epochs=1, steps_per_epoch=15, subnets_per_step=1, seed=0), ckpt,

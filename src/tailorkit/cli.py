@@ -918,7 +918,8 @@ def search_cmd(
     latency_ratio: Annotated[float | None, typer.Option(
         "--latency-ratio", help="Target as a share of the largest arch's predicted latency (ofa-mbv3, spos), "
                                 "instead of --latency-ms.")] = None,
-    strategy: Annotated[str, typer.Option(help="evolution, random, rl or nsga2.")] = "evolution",
+    strategy: Annotated[str, typer.Option(help="evolution, random, rl, nsga2 or ddpg (AMC's agent, made for "
+                                               "`tailor prune`).")] = "evolution",
     reward: Annotated[str, typer.Option(help="mnasnet-soft, mnasnet-hard, cap (hard latency limit, needs "
                                              "--accuracy) or pareto (with nsga2).")] = "mnasnet-soft",
     accuracy: Annotated[Path | None, typer.Option(help="Accuracy predictor (.tlp from `tailor supernet "
@@ -1031,10 +1032,6 @@ def prune_cmd(
 ) -> None:
     """Channel pruning of a trained subnet under a latency budget (AMC): which share of each block's middle
     channels to keep, scored by digits accuracy; the winner fine-tuned and saved for `tailor export`."""
-    from tailorkit.search.api import build_best, load_search_result
-    from tailorkit.search.prune import PruningSpace, measured_latency, predictor_latency, prune, write_result
-    from tailorkit.search.supernet import read_config
-
     if (result is None) == (arch is None):
         raise ConfigError("give the subnet to prune: --result SEARCH.json or --arch")
     if (predictor is None) == (device is None):
@@ -1047,13 +1044,20 @@ def prune_cmd(
         raise ConfigError(f"unknown pruning strategy {strategy!r}; known: ddpg, evolution, random, rl")
     if output.suffix != ".json" or output.is_dir():
         raise ConfigError(f"output {str(output)!r} must be a .json file (the weights go beside it as .npz)")
-    read_config(supernet)  # a missing checkpoint fails now, not after measuring
+    from tailorkit.search.api import build_best, load_search_result
+    from tailorkit.search.prune import PruningSpace, measured_latency, predictor_latency, prune, write_result
+    from tailorkit.search.supernet import read_config
+
+    sn = read_config(supernet)  # a missing checkpoint fails now, not after measuring
     if result is not None:
         space_obj, arch_obj = build_best(load_search_result(result))
     else:
         space_obj = _space("ofa-mbv3", width)
         arch_obj = _read_arch(space_obj, arch or "")
     pruning = PruningSpace(space_obj, arch_obj)
+    if sn.space != space_obj.name or float(sn.width) != float(space_obj.width):
+        raise ConfigError(f"supernet {str(supernet)!r} is {sn.space} width {sn.width}; the subnet is "
+                          f"{space_obj.name} width {space_obj.width}")
     config = load_config(config_path)
     if predictor is not None:
         from tailorkit.predictors import load_predictor

@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from tailorkit.spaces.blocks import MBConv, SqueezeExcite, build_op
 from tailorkit.spaces.ofa_supernet import recalibrate_bn
 
 log = logging.getLogger(__name__)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 KEEP_EIGHTHS = (2, 3, 4, 5, 6, 7, 8)  # eighths of a block's middle channels a pruned block keeps
 SCHEMA = "tailorkit.prune-result"
@@ -270,7 +271,8 @@ def prune_network(model: nn.Sequential, space: PruningSpace, keep: Sequence[int]
     if len(layers) != len(ops):
         raise ConfigError(f"the network has {len(layers)} layers; the subnet's ops are {len(ops)}")
     pruned = set(space.blocks)
-    out = [prune_block(layer, ops[i]) if i in pruned and ops[i].expand != digits_ops[i].expand  # type: ignore[arg-type]
+    out = [prune_block(layer, ops[i])
+           if i in pruned and isinstance(layer, MBConv) and ops[i].expand != digits_ops[i].expand
            else copy.deepcopy(layer) for i, layer in enumerate(layers)]
     return nn.Sequential(*out).eval()
 
@@ -288,7 +290,7 @@ def save_weights(model: nn.Module, path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def load_weights(model: nn.Module, path: Path) -> nn.Module:
+def load_weights(model: ModuleT, path: Path) -> ModuleT:
     try:
         with np.load(path, allow_pickle=False) as npz:
             state = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
@@ -431,7 +433,7 @@ def pruned_model(path: str | Path) -> tuple[PruneResult, Any, Any, nn.Sequential
                           "from another run)")
     digits = digits_space(space)
     net = load_weights(network_from_ops(pruning.pruned_ops(keep, digits.ops(arch))), weights)
-    return result, space, arch, net  # type: ignore[return-value]
+    return result, space, arch, net
 
 
 # -------------------------------------------------------------------------------------------- front door
@@ -462,7 +464,6 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
     most accurate on digits validation within ``target_ms`` of predicted latency; fine-tune it; return the
     result (not yet written: see :func:`write_result`) and the pruned network."""
     from tailorkit.search.genome import Genome
-    from tailorkit.search.objectives import Evaluator
     from tailorkit.search.rewards import LatencyCapReward
     from tailorkit.search.runner import SearchRunner
     from tailorkit.search.specialize import deploy_resolution, digits_space
@@ -499,8 +500,12 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
     base = calibrated_subnet(net, data, arch).eval()
     digits_ops = digits_space(space).ops(arch)
     acc_source = PrunedAccuracy(pruning, base, digits_ops, data, r)
-    evaluator = Evaluator(genome, latency, LatencyCapReward(target_ms), acc_source)  # type: ignore[arg-type]
+    evaluator = _FeasibleOnlyEvaluator(genome, latency, LatencyCapReward(target_ms), acc_source)
     opts = dict(options or {})
+    uniform = uniform_keep(pruning, latency, target_ms)
+    if strategy == "evolution":  # feasible parents from the start: random prunings rarely meet a tight budget
+        opts.setdefault("seed_genes", genome.indices(np.array(
+            [k for k in (uniform, (KEEP_EIGHTHS[0],) * pruning.n_blocks) if k is not None])))
     if strategy == "ddpg":
         per_block, fixed = latency.per_block()
         opts.setdefault("warmup", max(1, min(100, episodes // 4)))
@@ -528,13 +533,15 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
         pruned = pruned.to(memory_format=torch.contiguous_format).eval()
     base_acc = {"val": accuracy(base, data, r, "val"), "test": accuracy(base, data, r, "test")}
     tuned = {"val": accuracy(pruned, data, r, "val"), "test": accuracy(pruned, data, r, "test")}
-    uniform = uniform_keep(pruning, latency, target_ms)
     uniform_entry = None
     if uniform is not None:
         u_net = acc_source.network(uniform)
         uniform_entry = {"keep_eighths": list(uniform), "latency_ms": float(latency(np.array([uniform]))[0]),
                          "accuracy_val": accuracy(u_net, data, r, "val"),
                          "accuracy_test": accuracy(u_net, data, r, "test")}
+    log.info("pruned %d blocks to %s eighths: %.4g ms predicted (budget %.4g, unpruned %.4g), val accuracy %.4f "
+             "(uniform %s)", pruning.n_blocks, list(keep), float(hist.latency_ms[best_i]), target_ms, full,
+             searched["val"], None if uniform_entry is None else round(uniform_entry["accuracy_val"], 4))
     best_so_far = np.maximum.accumulate(reward)
     marks = sorted({min(len(reward), max(1, round(len(reward) * f / 20))) for f in range(1, 21)})
     result = PruneResult(
@@ -554,6 +561,30 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
         curve=[[int(m), float(best_so_far[m - 1])] for m in marks],
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return result, pruned
+
+
+class _FeasibleOnlyEvaluator:
+    """The search's evaluator for prunings under the cap reward, except that a pruning past the budget (reward
+    −inf whatever its accuracy) is not built and evaluated: accuracy is the expensive part of an episode. Its
+    accuracy is NaN in the history."""
+
+    def __init__(self, genome: Any, latency: BlockLatency, reward: Any, accuracy: PrunedAccuracy) -> None:
+        self.genome, self.latency, self.reward, self.accuracy = genome, latency, reward, accuracy
+
+    def __call__(self, idx: np.ndarray) -> Any:
+        from tailorkit.search.strategies import Evaluations
+
+        values = self.genome.values(np.asarray(idx))
+        lat = self.latency(values)
+        ok = self.reward.feasible(lat)
+        acc = np.full(lat.shape[0], np.nan)
+        if ok.any():
+            acc[ok] = self.accuracy(values[ok])
+        reward = np.where(ok, acc, -np.inf)
+        return Evaluations(latency_ms=lat, accuracy=acc, reward=reward, objectives=np.stack([lat, -acc], axis=1))
+
+    def feasible(self, idx: np.ndarray) -> np.ndarray:
+        return self.reward.feasible(self.latency(self.genome.values(np.asarray(idx))))
 
 
 def _layer_features(space: PruningSpace) -> np.ndarray:
