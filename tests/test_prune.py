@@ -122,6 +122,37 @@ def test_a_table_without_the_pruned_widths_names_the_missing_op() -> None:
         predictor_latency(PRUNING, LutSumPredictor(full_only), what="base table")
 
 
+class _LineDevice:
+    """Runs exported networks and answers ``scale · (their table sum) + offset`` ms (read from the file name the
+    calibration gives each network): a device whose whole-network behaviour is known exactly."""
+
+    model_format = "onnx"
+
+    def __init__(self, sums: dict[str, float], scale: float, offset: float) -> None:
+        self.sums, self.scale, self.offset = sums, scale, offset
+
+    def run_model(self, path: Path, settings: object) -> Latency:
+        assert Path(path).is_file() and Path(path).stat().st_size > 0
+        ms = self.scale * self.sums[Path(path).stem] + self.offset
+        return Latency(mean=ms, std=0.0, n=1, median=ms)
+
+
+@pytest.mark.parametrize(("scale", "offset"), [(0.8, -0.5), (1.1, 0.2)])
+def test_calibration_fits_the_line_through_the_measured_extremes(scale: float, offset: float) -> None:
+    from tailorkit.search.prune import _calibrated
+
+    latency = predictor_latency(PRUNING, LutSumPredictor(_macs_table(PRUNING)), what="synthetic")
+    ends = {"unpruned": [8] * PRUNING.n_blocks, "smallest": [2] * PRUNING.n_blocks}
+    sums = {k: float(latency(np.array([v]))[0]) for k, v in ends.items()}
+    cal = _calibrated(PRUNING, latency, _LineDevice(sums, scale, offset), None, rounds=1)
+    assert cal.calibration["scale"] == pytest.approx(scale) and cal.calibration["offset_ms"] == pytest.approx(offset)
+    keeps = np.random.default_rng(1).choice(KEEP_EIGHTHS, size=(5, PRUNING.n_blocks))
+    assert np.allclose(cal(keeps), scale * latency(keeps) + offset)
+    per_block, fixed = cal.per_block()
+    assert np.allclose(fixed + per_block[np.arange(PRUNING.n_blocks), keeps[0] - 2].sum(), cal(keeps[:1])[0])
+    assert latency.calibration is None  # the uncalibrated source is left as it was
+
+
 # --------------------------------------------------------------------------------------------------- DDPG
 
 

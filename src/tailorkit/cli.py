@@ -1079,6 +1079,12 @@ def prune_cmd(
                 bar.update(task, total=event.total, completed=event.already + event.done)
 
             latency = measured_latency(pruning, dev, store, settings, progress=on_measure)
+        cal = latency.calibration or {}
+        if cal:
+            out.print(f"table calibrated on whole networks: {cal['scale']:.3f} x sum {cal['offset_ms']:+.3f} ms "
+                      f"(unpruned {cal['measured_ms']['unpruned']:.3f} ms measured vs table sum "
+                      f"{cal['table_sum_ms']['unpruned']:.3f}; smallest pruning {cal['measured_ms']['smallest']:.3f} "
+                      f"vs {cal['table_sum_ms']['smallest']:.3f})", highlight=False)
     full = float(latency(np.array([(8,) * pruning.n_blocks]))[0])
     target = latency_ms if latency_ms is not None else full * float(latency_ratio or 1.0)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -59,9 +59,13 @@ def export_op(op: OpSpec, path: Path, fmt: str = "onnx") -> Path:
     """A single-op model for ``op`` in ``fmt`` (onnx or tflite), with weights seeded from its key (reproducible
     files)."""
     torch.manual_seed(zlib.crc32(op.key.encode()))
-    module = build_op(op)
+    return export_module(build_op(op), example_input(op), path, fmt)
+
+
+def export_module(module: torch.nn.Module, example: torch.Tensor, path: Path, fmt: str = "onnx") -> Path:
+    """``module`` as a model file a device of format ``fmt`` (onnx or tflite) runs, at ``example``'s shape."""
     exporter = TfliteExporter() if fmt == "tflite" else OnnxExporter()
-    return Path(exporter.export(module, example_input(op), path.with_suffix(f".{exporter.format}")).path)
+    return Path(exporter.export(module, example, path.with_suffix(f".{exporter.format}")).path)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,7 @@ class BlockLatency(LatencySource):
                                  for k in KEEP_EIGHTHS] for i in space.blocks])
         self.scale, self.offset = float(scale), float(offset)
         self.description, self.device = description, device
+        self.calibration: dict[str, Any] | None = None
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         cols = np.asarray(values, dtype=np.int64) - KEEP_EIGHTHS[0]
@@ -201,10 +203,17 @@ def predictor_latency(space: PruningSpace, predictor: Any, *, what: str) -> Bloc
 
 
 def measured_latency(space: PruningSpace, device: Any, store: Any, settings: Any,
-                     progress: Callable[[Any], None] | None = None) -> BlockLatency:
+                     progress: Callable[[Any], None] | None = None, calibration_rounds: int = 3) -> BlockLatency:
     """Every op the pruning can use, measured on ``device`` into the base space's table at the subnet's
-    resolution (what is there already is reused, an interrupted run resumes), then read back as the latency
-    source: the pruned widths become ordinary entries of the same table."""
+    resolution (what is there already is reused, an interrupted run resumes), read back as the latency source —
+    the pruned widths become ordinary entries of the same table — and calibrated on whole networks.
+
+    The calibration is the lookup-table predictor's ``a · Σ + b``, through two points measured end to end now:
+    the unpruned subnet and the smallest pruning, alternating for ``calibration_rounds`` rounds (0: none). A sum
+    of single-op runs carries each op's own call overhead, which a whole network pays once, so narrow prunings run
+    well under their table sum (benchmarks/results/prune.md), and the table may have been measured on another day
+    of this machine's drifting speed; a pruning sits between the two points, so the line holds where the search
+    looks."""
     from tailorkit.predictors.lut import LutSumPredictor
     from tailorkit.profiler.api import table_name
     from tailorkit.profiler.tables import build_table
@@ -216,7 +225,37 @@ def measured_latency(space: PruningSpace, device: Any, store: Any, settings: Any
                          meta={"space": base.name, "width": base.width, "resolution": r}, progress=progress)
     table = store.table(name, device=report.device.fingerprint, settings=settings.fingerprint)
     predictor = LutSumPredictor(table, device=report.device.name)
-    return predictor_latency(space, predictor, what=f"table {name} measured on {report.device.name}")
+    latency = predictor_latency(space, predictor, what=f"table {name} measured on {report.device.name}")
+    return _calibrated(space, latency, device, settings, calibration_rounds) if calibration_rounds else latency
+
+
+def _calibrated(space: PruningSpace, latency: BlockLatency, device: Any, settings: Any, rounds: int) -> BlockLatency:
+    from tailorkit.profiler.tables import export_module
+
+    shape = tuple(space.base_space.input_shape(space.arch))
+    ends = {"unpruned": (KEEP_EIGHTHS[-1],) * space.n_blocks, "smallest": (KEEP_EIGHTHS[0],) * space.n_blocks}
+    sums = {k: float(latency.fixed_ms + latency.matrix[np.arange(space.n_blocks), np.array(keep) - KEEP_EIGHTHS[0]]
+                     .sum()) for k, keep in ends.items()}
+    times: dict[str, list[float]] = {k: [] for k in ends}
+    with tempfile.TemporaryDirectory(prefix="tailor-prune-") as tmp:
+        paths = {k: export_module(network_from_ops(space.pruned_ops(keep)), torch.randn(*shape), Path(tmp) / k,
+                                  device.model_format) for k, keep in ends.items()}
+        for _ in range(rounds):
+            for k, path in paths.items():
+                lat = device.run_model(path, settings)
+                times[k].append(float(lat.median if lat.median is not None else lat.mean))
+    m = {k: float(np.median(v)) for k, v in times.items()}
+    a = (m["unpruned"] - m["smallest"]) / (sums["unpruned"] - sums["smallest"])
+    b = m["unpruned"] - a * sums["unpruned"]
+    if not a > 0:  # noise swamped the difference: keep the ratio at the unpruned end
+        a, b = m["unpruned"] / sums["unpruned"], 0.0
+    out = copy.copy(latency)
+    out.scale, out.offset = a, b
+    out.description = (f"{latency.description}, calibrated {a:.3f} x sum {b:+.3f} ms on the unpruned subnet "
+                       f"({m['unpruned']:.3f} ms measured, table sum {sums['unpruned']:.3f}) and the smallest "
+                       f"pruning ({m['smallest']:.3f} ms, sum {sums['smallest']:.3f})")
+    out.calibration = {"scale": a, "offset_ms": b, "rounds": rounds, "measured_ms": m, "table_sum_ms": sums}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- modules
@@ -552,7 +591,7 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
         seconds=round(runner.seconds, 3), latency_source=latency.description, keep_eighths=list(keep),
         widths=pruning.widths(keep), base_widths=[pruning.base_ops[i].expand for i in pruning.blocks],
         predicted={"latency_ms": float(hist.latency_ms[best_i]), "base_latency_ms": full,
-                   "source": latency.description, "device": latency.device},
+                   "source": latency.description, "device": latency.device, "calibration": latency.calibration},
         accuracy={"base": base_acc, "searched": searched, "fine_tuned": tuned,
                   "finetune_epochs": int(finetune_epochs), "dataset": "scikit-learn digits"},
         weights={"file": "", "parameters": int(sum(p.numel() for p in pruned.parameters())),
