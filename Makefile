@@ -50,6 +50,9 @@ demo: $(STAMP) $(TVM_STAMP)
 	$(BIN)/tailor export out/search.json --supernet out/supernet-w1.2 --format tflite --device litert --force \
 	  -o out/export-tflite
 	$(BIN)/tailor verify out/export-onnx
+	$(BIN)/tailor prune --supernet out/supernet-w1.2 --result out/search.json --device cpu --db $(DB) \
+	  --latency-ratio 0.6 --episodes 60 --finetune-epochs 1 -o out/pruned.json
+	$(BIN)/tailor export out/pruned.json --format onnx --device cpu --force -o out/export-pruned
 
 test: $(STAMP) $(TVM_STAMP)
 	$(BIN)/lint-imports
