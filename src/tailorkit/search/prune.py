@@ -452,16 +452,22 @@ def write_result(result: PruneResult, path: str | Path, model: nn.Module) -> Pru
     return result
 
 
+def pruned_base(result: PruneResult) -> tuple[Any, Any]:
+    """The space and the subnet a prune result pruned (checked against the space)."""
+    from tailorkit.spaces import create_space
+
+    space = create_space(result.space["name"], float(result.space.get("width") or 1.0))
+    return space, space.arch_from_dict(result.arch)
+
+
 def pruned_model(path: str | Path) -> tuple[PruneResult, Any, Any, nn.Sequential]:
     """The saved pruned network of a result file, checked against its weights' checksum: (result, base space,
     base arch, network with the 10 digit classes)."""
     from tailorkit.search.specialize import digits_space
-    from tailorkit.spaces import create_space
 
     path = Path(path)
     result = load_prune_result(path)
-    space = create_space(result.space["name"], float(result.space.get("width") or 1.0))
-    arch = space.arch_from_dict(result.arch)
+    space, arch = pruned_base(result)
     pruning = PruningSpace(space, arch)
     keep = pruning.check(result.keep_eighths)
     weights = weights_path(path, result)

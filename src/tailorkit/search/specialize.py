@@ -463,14 +463,15 @@ def export_prune_result(path: str | Path, out: str | Path, options: ExportOption
     """The pruned network of a ``tailor prune`` result (its fine-tuned weights, checked against their checksum),
     exported like a searched subnet; the manifest's ``arch`` is the subnet that was pruned and ``weights`` says
     how (kept widths)."""
-    from tailorkit.search.prune import pruned_model
+    from tailorkit.search.prune import load_prune_result, pruned_base, pruned_model
 
     if options.supernet is not None or options.train_epochs:
         raise ConfigError("a prune result carries its own fine-tuned weights; drop --supernet and --train-epochs")
     if options.refit:
         raise ConfigError("--refit stores whole-model latencies by arch of the space; a pruned network is not one "
                           "of its archs, so there is nowhere to store it")
-    result, space, arch, module = pruned_model(path)
+    result = load_prune_result(path)
+    space, arch = pruned_base(result)
     weights = {"kind": "pruned", "result": str(path), "sha256": result.weights["sha256"],
                "keep_eighths": result.keep_eighths, "widths": result.widths, "base_widths": result.base_widths,
                "base": result.base, "finetune_epochs": result.accuracy.get("finetune_epochs")}
@@ -480,8 +481,9 @@ def export_prune_result(path: str | Path, out: str | Path, options: ExportOption
     if options.quantize:
         predicted["note"] = "predicted for the float32 model"
     source = {"kind": "prune-result", "path": str(path), "sha256": sha256_file(Path(path))}
+    # the weights are loaded (and their checksum checked) after the cheap checks on device and output folder
     return _export_module(space, arch, out, options, source=source, predicted=predicted, config=config,
-                          progress=progress, data=None, weights_for=lambda _d: (module, weights))
+                          progress=progress, data=None, weights_for=lambda _d: (pruned_model(path)[3], weights))
 
 
 def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]:
