@@ -277,6 +277,37 @@ def test_prune_refuses_bad_budgets(supernet: Path) -> None:
         prune(wide, wide_arch, supernet, wide_latency, target_ms=1e9, episodes=2, data=DATA)
 
 
+def test_a_kernel_level_predictor_prices_every_pruned_width() -> None:
+    from tailorkit.predictors import KernelPredictor
+
+    table = _macs_table(PRUNING)
+    kernel = KernelPredictor(bags=1, n_estimators=40).fit_table(table)
+    latency = predictor_latency(PRUNING, kernel, what="kernel")
+    widths = np.array([[k] * PRUNING.n_blocks for k in KEEP_EIGHTHS])
+    predicted = latency(widths)
+    assert (predicted > 0).all() and predicted[-1] > predicted[0]  # wider costs more
+    exact = predictor_latency(PRUNING, LutSumPredictor(table), what="table")(widths)
+    assert np.all(np.abs(predicted / exact - 1) < 0.5)
+
+
+def test_cli_prune_then_export(supernet: Path, tmp_path: Path) -> None:
+    predictor = LutSumPredictor(_macs_table(PRUNING)).save(tmp_path / "lut.tlp")
+    out = tmp_path / "r" / "pruned.json"
+    res = run_cli("prune", "--supernet", str(supernet), "--arch", json.dumps(OFA.arch_to_dict(ARCH)),
+                  "--predictor", str(predictor), "--latency-ratio", "0.7", "--episodes", "8",
+                  "--finetune-epochs", "0", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "uniform pruning at the same budget" in res.stdout and out.with_suffix(".npz").is_file()
+    saved = json.loads(out.read_text())
+    assert saved["schema"] == "tailorkit.prune-result" and saved["episodes"] == 8
+    exported = run_cli("export", str(out), "--simplify", "none", "-o", str(tmp_path / "onnx"))
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["weights"]["kind"] == "pruned" and manifest["source"]["kind"] == "prune-result"
+    refused = run_cli("export", str(out), "--refit", "--device", "cpu", "-o", str(tmp_path / "x"))
+    assert refused.returncode == 1 and "a pruned network is not one of its archs" in refused.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--latency-ms", "1"], "--result SEARCH.json or --arch"),
     (["--arch", "{}", "--latency-ms", "1", "--predictor", "p.tlp", "--device", "cpu"], "--predictor FILE.tlp, or"),
