@@ -260,6 +260,21 @@ def test_evolution_under_a_tight_budget_starts_from_feasible_prunings(supernet: 
     assert result.accuracy["searched"]["val"] > 0
 
 
+def test_an_interrupted_pruning_resumes_to_the_same_result(supernet: Path, tmp_path: Path) -> None:
+    from tailorkit.search.supernet import CheckpointError
+
+    latency = predictor_latency(PRUNING, LutSumPredictor(_macs_table(PRUNING)), what="synthetic")
+    target = float(latency(np.array([[5] * PRUNING.n_blocks]))[0])
+    kw = {"target_ms": target, "finetune_epochs": 0, "data": DATA, "options": {"hidden": 16, "warmup": 4}}
+    whole, _ = prune(OFA, ARCH, supernet, latency, episodes=8, **kw)
+    ckpt = tmp_path / "prune.npz"
+    prune(OFA, ARCH, supernet, latency, episodes=4, checkpoint=ckpt, **kw)  # "killed" after the warm-up
+    resumed, _ = prune(OFA, ARCH, supernet, latency, episodes=8, checkpoint=ckpt, **kw)
+    assert resumed.keep_eighths == whole.keep_eighths and resumed.curve == whole.curve
+    with pytest.raises(CheckpointError, match="different search"):
+        prune(OFA, ARCH, supernet, latency, episodes=12, checkpoint=ckpt, **{**kw, "target_ms": target * 0.9})
+
+
 def test_prune_refuses_bad_budgets(supernet: Path) -> None:
     latency = predictor_latency(PRUNING, LutSumPredictor(_macs_table(PRUNING)), what="synthetic")
     smallest = float(latency(np.array([[2] * PRUNING.n_blocks]))[0])

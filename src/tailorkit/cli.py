@@ -1027,6 +1027,8 @@ def prune_cmd(
     episodes: Annotated[int, typer.Option(help="Prunings evaluated (digits validation accuracy each).")] = 300,
     finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning the winner on digits.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same pruning).")] = 0,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file: written during the search, resumed "
+                                                         "when it exists.")] = None,
     db: DbOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
@@ -1098,7 +1100,8 @@ def prune_cmd(
                 bar.update(task, completed=p.episodes, best=f"best val accuracy {p.best_accuracy:.4f}")
 
         res, net = prune(space_obj, arch_obj, supernet, latency, target_ms=target, strategy=strategy,
-                         episodes=episodes, seed=seed, finetune_epochs=finetune_epochs, progress=on_progress)
+                         episodes=episodes, seed=seed, finetune_epochs=finetune_epochs, progress=on_progress,
+                         checkpoint=checkpoint)
     res = write_result(res, output, net)
     acc = res.accuracy
     out.print(f"kept eighths {res.keep_eighths} → middle widths {res.widths} (of {res.base_widths})",

@@ -504,10 +504,12 @@ def uniform_keep(space: PruningSpace, latency: BlockLatency, target_ms: float) -
 def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *, target_ms: float,
           strategy: str = "ddpg", episodes: int = 300, seed: int = 0, finetune_epochs: int = 3,
           data: Any = None, options: Mapping[str, Any] | None = None,
-          progress: Callable[[PruneProgress], None] | None = None) -> tuple[PruneResult, nn.Sequential]:
+          progress: Callable[[PruneProgress], None] | None = None,
+          checkpoint: str | Path | None = None) -> tuple[PruneResult, nn.Sequential]:
     """Search the pruning of ``arch`` (weights from the supernet checkpoint, batch norm re-estimated) that is
     most accurate on digits validation within ``target_ms`` of predicted latency; fine-tune it; return the
-    result (not yet written: see :func:`write_result`) and the pruned network."""
+    result (not yet written: see :func:`write_result`) and the pruned network. With ``checkpoint`` the search
+    is saved as it goes and a rerun with the same settings resumes it (another pruning's checkpoint is refused)."""
     from tailorkit.search.genome import Genome
     from tailorkit.search.rewards import LatencyCapReward
     from tailorkit.search.runner import SearchRunner
@@ -562,7 +564,11 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
     if progress is not None:
         callbacks.append(lambda p: progress(PruneProgress(p.evaluated, p.budget, p.best_reward)))
     torch.manual_seed(seed)
-    runner = SearchRunner(evaluator, strat, episodes, callbacks=callbacks)
+    fingerprint = {"space": pruning.name, "base": space.arch_to_dict(arch), "width": space.width,
+                   "supernet": sha256_file(ckpt / CHECKPOINT), "target_ms": float(target_ms),
+                   "latency": latency.description, "strategy": strat.describe(), "seed": int(seed)}
+    runner = SearchRunner(evaluator, strat, episodes, callbacks=callbacks, fingerprint=fingerprint,
+                          checkpoint=checkpoint)
     hist = runner.run()
     reward = np.where(np.isfinite(hist.reward), hist.reward, -np.inf)
     if not np.isfinite(reward).any():
@@ -577,7 +583,8 @@ def prune(space: Any, arch: Any, supernet: str | Path, latency: BlockLatency, *,
         pruned = train_subnet(pruned, data, r, epochs=finetune_epochs, lr=0.01, seed=seed)
         pruned = pruned.to(memory_format=torch.contiguous_format).eval()
     base_acc = {"val": accuracy(base, data, r, "val"), "test": accuracy(base, data, r, "test")}
-    tuned = {"val": accuracy(pruned, data, r, "val"), "test": accuracy(pruned, data, r, "test")}
+    tuned = {"val": accuracy(pruned, data, r, "val"), "test": accuracy(pruned, data, r, "test")} \
+        if finetune_epochs else dict(searched)  # without fine-tuning the network is the one just scored
     uniform_entry = None
     if uniform is not None:
         u_net = acc_source.network(uniform)
