@@ -49,11 +49,10 @@ class Genome:
             self.allowed_idx[g, :idx.size] = idx
             self.position[g, idx] = np.arange(idx.size)
         self._cols = np.arange(self.n_genes)
-        # flat views: ``flat[idx + _offset]`` is a 1-D gather, about half the cost of the 2-D fancy index on
-        # a generation-sized array (the moves below run thousands of times per search)
+        # a flat view: ``flat[idx + _offset]`` is a 1-D gather, about half the cost of the 2-D fancy index on
+        # a generation-sized array (values and the moves below run thousands of times per search)
         self._offset = self._cols * self.max_choices
         self._table_flat = self.table.ravel()
-        self._position_flat = self.position.ravel()
         self._movable = self.n_allowed > 1
         # the choice a mutation moves to, by (gene, current choice, draw among the other allowed choices):
         # one gather per mutated gene
