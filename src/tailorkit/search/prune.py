@@ -42,7 +42,7 @@ from tailorkit.core.records import OpSpec
 from tailorkit.core.version import __version__
 from tailorkit.search.objectives import LatencySource
 from tailorkit.spaces.base import make_divisible
-from tailorkit.spaces.blocks import MBConv, SqueezeExcite, build_op
+from tailorkit.spaces.blocks import MBConv, SqueezeExcite, build_network, build_op
 from tailorkit.spaces.ofa_supernet import recalibrate_bn
 
 log = logging.getLogger(__name__)
@@ -162,9 +162,12 @@ class BlockLatency(LatencySource):
         self.calibration: dict[str, Any] | None = None
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        cols = np.asarray(values, dtype=np.int64) - KEEP_EIGHTHS[0]
-        sums = self.fixed_ms + self.matrix[np.arange(self.matrix.shape[0])[None, :], cols].sum(axis=1)
-        return self.scale * sums + self.offset
+        return self.scale * self.table_sum(values) + self.offset
+
+    def table_sum(self, values: np.ndarray) -> np.ndarray:
+        """The uncorrected sum of the table entries of each pruning (rows of kept eighths)."""
+        cols = np.asarray(values, dtype=np.int64).reshape(-1, self.matrix.shape[0]) - KEEP_EIGHTHS[0]
+        return self.fixed_ms + self.matrix[np.arange(self.matrix.shape[0])[None, :], cols].sum(axis=1)
 
     def per_block(self) -> tuple[np.ndarray, float]:
         """(blocks × choices) latency in the corrected units and the fixed part: latency = fixed + Σ row entries."""
@@ -234,11 +237,10 @@ def _calibrated(space: PruningSpace, latency: BlockLatency, device: Any, setting
 
     shape = tuple(space.base_space.input_shape(space.arch))
     ends = {"unpruned": (KEEP_EIGHTHS[-1],) * space.n_blocks, "smallest": (KEEP_EIGHTHS[0],) * space.n_blocks}
-    sums = {k: float(latency.fixed_ms + latency.matrix[np.arange(space.n_blocks), np.array(keep) - KEEP_EIGHTHS[0]]
-                     .sum()) for k, keep in ends.items()}
+    sums = {k: float(latency.table_sum(np.array([keep]))[0]) for k, keep in ends.items()}
     times: dict[str, list[float]] = {k: [] for k in ends}
     with tempfile.TemporaryDirectory(prefix="tailor-prune-") as tmp:
-        paths = {k: export_module(network_from_ops(space.pruned_ops(keep)), torch.randn(*shape), Path(tmp) / k,
+        paths = {k: export_module(build_network(space.pruned_ops(keep)), torch.randn(*shape), Path(tmp) / k,
                                   device.model_format) for k, keep in ends.items()}
         for _ in range(rounds):
             for k, path in paths.items():
@@ -314,10 +316,6 @@ def prune_network(model: nn.Sequential, space: PruningSpace, keep: Sequence[int]
            if i in pruned and isinstance(layer, MBConv) and ops[i].expand != digits_ops[i].expand
            else copy.deepcopy(layer) for i, layer in enumerate(layers)]
     return nn.Sequential(*out).eval()
-
-
-def network_from_ops(ops: Sequence[OpSpec]) -> nn.Sequential:
-    return nn.Sequential(*(build_op(op) for op in ops)).eval()
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -477,7 +475,7 @@ def pruned_model(path: str | Path) -> tuple[PruneResult, Any, Any, nn.Sequential
         raise ConfigError(f"the prune result's weights {str(weights)!r} do not match its checksum (altered or "
                           "from another run)")
     digits = digits_space(space)
-    net = load_weights(network_from_ops(pruning.pruned_ops(keep, digits.ops(arch))), weights)
+    net = load_weights(build_network(pruning.pruned_ops(keep, digits.ops(arch))), weights)
     return result, space, arch, net
 
 

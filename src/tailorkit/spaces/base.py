@@ -126,11 +126,9 @@ class Space(abc.ABC):
         """The arch as the very modules its ops name, fresh weights, eval mode (what the tables time)."""
         if not self.buildable:
             raise self._not_buildable()
-        from torch import nn
+        from tailorkit.spaces.blocks import build_network
 
-        from tailorkit.spaces.blocks import build_op
-
-        return nn.Sequential(*(build_op(op) for op in self.ops(arch))).eval()
+        return build_network(self.ops(arch))
 
     def input_shape(self, arch: Any = None, batch: int = 1) -> tuple[int, int, int, int]:
         """NCHW input of an arch: its own resolution where it has one (OFA), else the space's."""

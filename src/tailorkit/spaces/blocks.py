@@ -3,6 +3,8 @@ table measures one at a time, so a table's sum and a whole-model run describe th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -169,6 +171,11 @@ def build_op(spec: OpSpec) -> nn.Module:
             raise ValueError(f"{spec.key}: an identity skip needs stride 1 and equal channels")
         module = Residual(module)
     return module.eval()
+
+
+def build_network(ops: Sequence[OpSpec]) -> nn.Sequential:
+    """A network of ``ops`` in order, fresh weights, eval mode: the modules the tables time, one after another."""
+    return nn.Sequential(*(build_op(op) for op in ops)).eval()
 
 
 def example_input(spec: OpSpec, batch: int = 1) -> torch.Tensor:
