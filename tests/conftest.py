@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import shutil
 import socket
@@ -57,12 +59,63 @@ def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_small_cnn(tmp_path_factory.mktemp("models") / "dynamic.onnx", dynamic_batch=True)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The real console entry point in a subprocess, as a user runs it."""
+def _cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TAILOR_CONFIG"}
     env["COLUMNS"] = "200"
+    return env
+
+
+class _CliServer:
+    """tests/cli_server.py, started on first use: each call a forked child that acts as a fresh process, without
+    paying the imports again. TAILOR_TEST_FRESH_CLI=1 runs every call as a plain subprocess instead."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_server.py"))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_cli_env())
+        self.dir = Path(tempfile.mkdtemp(prefix="tailor-cli-"))
+        if json.loads(self._readline()).get("ready") is not True:
+            raise RuntimeError("the CLI fork server did not start")
+
+    def _readline(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the CLI fork server exited (status {self.proc.poll()})")
+        return line.decode()
+
+    def run(self, args: tuple[str, ...], cwd: Path | None, timeout: float) -> subprocess.CompletedProcess[str]:
+        out, err = self.dir / "stdout", self.dir / "stderr"
+        request = {"args": list(args), "cwd": str(cwd) if cwd else os.getcwd(), "env": _cli_env(), "out": str(out),
+                   "err": str(err), "timeout": timeout}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.flush()
+        reply = json.loads(self._readline())
+        cmd = [sys.executable, "-m", "tailorkit.cli", *args]
+        text = [p.read_text(encoding="utf-8", errors="replace") if p.exists() else "" for p in (out, err)]
+        if reply.get("timeout"):
+            raise subprocess.TimeoutExpired(cmd, timeout, output=text[0], stderr=text[1])
+        return subprocess.CompletedProcess(cmd, reply["rc"], text[0], text[1])
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_server: list[_CliServer] = []
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in its own process, as a user runs it (through the fork server, which only
+    skips the imports)."""
+    if os.environ.get("TAILOR_TEST_FRESH_CLI") != "1" and hasattr(os, "fork"):
+        if not _server:
+            _server.append(_CliServer())
+            atexit.register(_server[0].close)
+        return _server[0].run(args, cwd, timeout)
     return subprocess.run([sys.executable, "-m", "tailorkit.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=env)
+                          cwd=cwd, timeout=timeout, env=_cli_env())
 
 
 def _free_port() -> int:

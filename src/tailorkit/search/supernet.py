@@ -219,18 +219,23 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
     import time
 
     ckpt = Path(ckpt_dir)
-    data = data or load_digits_splits()
+    resuming = (ckpt / CHECKPOINT).exists()
+    if resuming:
+        _check_config(ckpt, config)  # before loading anything: a mismatch is an instant error
     torch.manual_seed(config.seed)
     net = make_supernet(config)
     opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
                           weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     state = TrainingState()
-    if (ckpt / CHECKPOINT).exists():
+    if resuming:
         state = _load_checkpoint(ckpt, config, net, opt, gen)
         log.info("resuming at epoch %d of %d", state.epochs_done, config.epochs)
+        if state.epochs_done >= config.epochs:
+            return net
     else:
         _write_config(ckpt, config)
+    data = data or load_digits_splits()
     n = data.train_x.shape[0]
     steps_per_epoch = min(math.ceil(n / config.batch_size), config.steps_per_epoch or n)
     total = steps_per_epoch * config.epochs
@@ -376,12 +381,16 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
                               f"({type(exc).__name__})") from None
 
 
-def _load_checkpoint(ckpt: Path, config: SupernetConfig, net: Supernet, opt: torch.optim.Optimizer,
-                     gen: torch.Generator) -> TrainingState:
+def _check_config(ckpt: Path, config: SupernetConfig) -> None:
     stored = read_config(ckpt)
     if stored != config:
         raise CheckpointError(f"{str(ckpt)!r} was trained with {asdict(stored)}, not {asdict(config)}; use "
                               "another folder or the same settings")
+
+
+def _load_checkpoint(ckpt: Path, config: SupernetConfig, net: Supernet, opt: torch.optim.Optimizer,
+                     gen: torch.Generator) -> TrainingState:
+    _check_config(ckpt, config)
     blob = _read_checkpoint(ckpt)
     try:
         net.load_state_dict(blob["model"])
