@@ -59,8 +59,11 @@ def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_small_cnn(tmp_path_factory.mktemp("models") / "dynamic.onnx", dynamic_batch=True)
 
 
-def _cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "TAILOR_CONFIG"}
+_SESSION_ENV = dict(os.environ)  # the fork server starts from this, whatever a test has set when it first runs
+
+
+def _cli_env(base: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k != "TAILOR_CONFIG"}
     env["COLUMNS"] = "200"
     return env
 
@@ -71,7 +74,7 @@ class _CliServer:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_server.py"))],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_cli_env())
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_cli_env(_SESSION_ENV))
         self.dir = Path(tempfile.mkdtemp(prefix="tailor-cli-"))
         if json.loads(self._readline()).get("ready") is not True:
             raise RuntimeError("the CLI fork server did not start")
