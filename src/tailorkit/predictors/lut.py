@@ -58,19 +58,8 @@ class LutSumPredictor(Predictor):
         self._check_fitted()  # the table itself is the fitted part; this refines it
         X = self._check_X(X)
         y = self._check_y(y, X.shape[0])
-        sums = X @ self.latency_
-        if not self.correct:
-            return self
-        ratio = np.array([float(np.median(y / sums)), 0.0])
-        if X.shape[0] < 3 or np.ptp(sums) == 0:
-            self.coef_ = ratio  # too few (or identical) models pin only a ratio
-            return self
-        # Theil–Sen: a few whole-model runs hit by interrupts must not tilt the line (least squares on 10
-        # points with one 2× outlier did, on a shared machine)
-        from scipy.stats import theilslopes
-
-        a, b, *_ = theilslopes(y, sums, method="joint")
-        self.coef_ = np.array([a, b]) if a > 0 else ratio
+        if self.correct:
+            self.coef_ = fit_correction(X @ self.latency_, y)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -171,3 +160,18 @@ def measure_and_correct(predictor: LutSumPredictor, space: Any, archs: list[Any]
     sums = X @ predictor.latency_
     predictor.fit(X, measured)
     return sums, measured
+
+
+def fit_correction(sums: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """``[a, b]`` of the end-to-end correction ``a · Σ + b`` from table sums and whole-model measurements."""
+    sums = np.asarray(sums, dtype=np.float64)
+    measured = np.asarray(measured, dtype=np.float64)
+    ratio = np.array([float(np.median(measured / sums)), 0.0])
+    if len(sums) < 3 or np.ptp(sums) == 0:
+        return ratio  # too few (or identical) models pin only a ratio
+    # Theil–Sen: a few whole-model runs hit by interrupts must not tilt the line (least squares on 10 points
+    # with one 2× outlier did, on a shared machine)
+    from scipy.stats import theilslopes
+
+    a, b, *_ = theilslopes(measured, sums, method="joint")
+    return np.array([a, b]) if a > 0 else ratio
