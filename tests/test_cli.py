@@ -293,7 +293,8 @@ def test_supernet_train_resume_and_eval(tmp_path: Path) -> None:
     assert trained.returncode == 0, trained.stderr
     assert "epoch 1/1" in trained.stderr and (ckpt / "supernet.pt").exists()
     assert "warning: the supernet is still at chance" in trained.stderr  # two steps teach it nothing; it says so
-    assert run_cli(*args).returncode == 0  # already done: resumes, trains nothing, keeps the checkpoint
+    again = run_cli(*args)  # already done: resumes, trains nothing, keeps the checkpoint
+    assert again.returncode == 0 and "nothing to train" in again.stderr and "epoch 1/1" not in again.stderr
     arch = json.dumps({"ks": [3] * 20, "e": [4] * 20, "d": [2] * 5, "r": 160})
     result = run_cli("supernet", "eval", str(ckpt), "--arch", arch, "--json", "--split", "val")
     assert result.returncode == 0, result.stderr

@@ -460,7 +460,9 @@ def supernet_train(
                                   f"{report.seconds:.0f} s")
 
         train_supernet(config, output, progress=on_step)
-    if last and max(last[-1].val_largest, last[-1].val_smallest) < 0.2:  # ten classes: chance is 0.1
+    if not last:
+        err.print(f"nothing to train: {output} already holds all {epochs} epochs", highlight=False)
+    elif max(last[-1].val_largest, last[-1].val_smallest) < 0.2:  # ten classes: chance is 0.1
         err.print(f"warning: the supernet is still at chance on the validation images (largest "
                   f"{last[-1].val_largest:.3f}, smallest {last[-1].val_smallest:.3f}); train longer"
                   + (", or use --space spos-reduced: the full SPOS body does not learn from uniform paths in CPU "
