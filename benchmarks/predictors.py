@@ -10,7 +10,7 @@ Sections (each in one run, on the same splits for every method compared):
   ±10 % accuracy and Spearman ρ (mean ± std over seeds) of two baselines (a linear fit on op counts, the
   FLOPs/params proxy; scikit-learn's HistGradientBoostingRegressor on the one-hot encoding with a log target) and
   ours; ours again trained on the first 900 table rows (one stretch of the measurement campaign). For NB201, each
-  device's noise ceiling and drift (``nb201_noise``): where the device's own measurements keep any predictor
+  device's noise reference and drift (``nb201_noise``): where the device's own measurements keep a predictor
   below 95 %.
 * **Few-shot** — HELP's protocol and device split (meta-train on the training pool of the meta-train devices;
   adapt on 5 / 10 / 20 archs of each meta-test device: the first 5 / all 10 reference archs of
@@ -107,7 +107,11 @@ def bench_hat(seeds: list[int], quick: bool) -> dict[str, Any]:
 
 
 def _ms(values: list[tuple[float, float]], i: int) -> tuple[float, float]:
-    a = np.array([v[i] for v in values])
+    return _mean_std([v[i] for v in values])
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.array(values)
     return float(a.mean()), float(a.std())
 
 
@@ -137,7 +141,7 @@ def bench_tabular(data: LatencyDataset, seeds: list[int], quick: bool) -> dict[s
             runs["hist-gbm"].append(_acc(y[test], np.exp(hgb.predict(data.X[test]))))
             runs["ours"].append(_acc(y[test], fit_ours(data.space, data.X[train], y[train]).predict(data.X[test])))
         first, rest = np.arange(900), np.arange(900, len(data))
-        rows[device] = {m: {k: _ms([(v[k], 0.0) for v in vs], 0) for k in ("acc10", "spearman")}
+        rows[device] = {m: {k: _mean_std([v[k] for v in vs]) for k in ("acc10", "spearman")}
                         for m, vs in runs.items()}
         rows[device]["ours-first-900"] = _acc(y[rest], fit_ours(data.space, data.X[first], y[first]).predict(
             data.X[rest]))
@@ -207,24 +211,28 @@ def bench_fewshot(data: LatencyDataset, splits: dict[str, list[str]], pool: int,
         per_device = {}
         for device in splits["test"]:
             y = data.y(device)
-            query = np.setdiff1d(np.arange(pool, min(pool + 1000, len(data))), ref)
-            order = np.argsort(y[query], kind="stable")
-            query = query[order[len(query) // 10: len(query) * 9 // 10]]
+            query = _fewshot_query(y, pool, ref)
             predictor.fit(data.X[rows], y[rows])
             per_device[device] = evaluate(y[query], predictor.predict(data.X[query]))["spearman"]
         out[str(k)] = {"per_device": per_device, "mean": float(np.mean(list(per_device.values())))}
     # Reference: the same linear model fitted by least squares on all pool archs *of the test device itself*;
     # what its own noise leaves reachable on this query set with far more than 20 measurements.
     per_device = {}
+    phi = np.c_[np.ones(len(data)), predictor._features(data.X)]
     for device in splits["test"]:
         y = data.y(device)
-        query = np.setdiff1d(np.arange(pool, min(pool + 1000, len(data))), ref)
-        query = query[np.argsort(y[query], kind="stable")[len(query) // 10: len(query) * 9 // 10]]
-        phi = np.c_[np.ones(len(data)), predictor._features(data.X)]
+        query = _fewshot_query(y, pool, ref)
         coef, *_ = np.linalg.lstsq(phi[pool_rows], y[pool_rows], rcond=None)
         per_device[device] = evaluate(y[query], phi[query] @ coef)["spearman"]
     out[f"all {pool}"] = {"per_device": per_device, "mean": float(np.mean(list(per_device.values())))}
     return out
+
+
+def _fewshot_query(y: np.ndarray, pool: int, ref: list[int]) -> np.ndarray:
+    """HELP's query archs: the 1000 after the pool, less the reference archs, top and bottom 10 % dropped."""
+    query = np.setdiff1d(np.arange(pool, min(pool + 1000, len(y))), ref)
+    order = np.argsort(y[query], kind="stable")
+    return query[order[len(query) // 10: len(query) * 9 // 10]]
 
 
 # ------------------------------------------------------------------------------------------ throughput
@@ -479,14 +487,16 @@ def main() -> None:
     }
     t0 = time.perf_counter()
     stem = args.stem or ("predictors.quick" if args.quick else "predictors")
+    sections = {"hat": ["hat"], "tabular": ["nb201", "fbnet"], "fewshot": ["fewshot_nb201", "fewshot_fbnet"],
+                "throughput": ["throughput"], "cpu": ["cpu"]}
     previous = RESULTS / f"{stem}.json"
     if args.skip and previous.exists():
         # a partial rerun keeps the sections it skips from the last run; each section says when it was measured
         old = json.loads(previous.read_text())
         r = {**{k: v for k, v in old.items() if k not in ("date", "wall_s")}, **r}
-        r.setdefault("section_dates", {})
-    sections = {"hat": ["hat"], "tabular": ["nb201", "fbnet"], "fewshot": ["fewshot_nb201", "fewshot_fbnet"],
-                "throughput": ["throughput"], "cpu": ["cpu"]}
+        # results from before the dates were kept carry their run's date
+        r["section_dates"] = {**{k: old["date"] for keys in sections.values() for k in keys if k in old},
+                              **old.get("section_dates", {})}
     r["section_dates"] = {**r.get("section_dates", {}),
                           **{key: r["date"] for name, keys in sections.items() if name not in args.skip
                              for key in keys}}
