@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--sections", default="formats,simplify,closed")
     ap.add_argument("--supernet", type=Path, default=None, help="trained ofa-mbv3 width-1.2 digits supernet")
     ap.add_argument("--db", default="sqlite:///tailor.db")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, "
