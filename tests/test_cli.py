@@ -68,6 +68,15 @@ def test_commands_that_need_no_network_do_not_load_torch() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_a_cli_run_past_its_timeout_is_killed_and_the_next_one_runs() -> None:
+    # run_cli forks commands from a warm server (tests/cli_server.py): a timeout must end the command, as
+    # subprocess.run's does, and leave the server answering
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_cli("space", "list", timeout=0.01)
+    again = run_cli("space", "list")
+    assert again.returncode == 0 and "ofa-mbv3" in again.stdout
+
+
 def test_devices_lists_builtin_and_configured(tmp_path: Path) -> None:
     (tmp_path / "tailor.toml").write_text('[devices.pinned]\nkind = "onnxruntime"\naffinity = [0]\n'
                                           '[devices.pixel]\nkind = "android"\nserial = "x"\n')
