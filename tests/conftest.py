@@ -116,7 +116,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
         if not _server:
             _server.append(_CliServer())
             atexit.register(_server[0].close)
-        return _server[0].run(args, cwd, timeout)
+        try:
+            return _server[0].run(args, cwd, timeout)
+        except (OSError, RuntimeError):
+            # the server itself died (killed from outside): this command fails, the next one gets a new server;
+            # no retry, since the command may have started
+            _server.pop().close()
+            raise
     return subprocess.run([sys.executable, "-m", "tailorkit.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=_cli_env())
 
