@@ -134,3 +134,21 @@ def test_ridge_with_hat_totals_learns_a_decoder_dominated_latency(tmp_path: Path
     np.testing.assert_allclose(loaded.predict(X[500:]), predictor.predict(X[500:]))
     with pytest.raises(PredictorError, match="features"):
         RidgePredictor(features="poly")
+
+
+@needs_shared(HELP)
+def test_the_automatic_choice_falls_back_to_op_counts_on_an_integer_millisecond_phone() -> None:
+    """essential_ph_1 reports whole milliseconds: the per-layer FBNet model (198 coefficients) fits that rounding,
+    while a model of how often each block occurs generalises. The automatic choice must find the latter."""
+    from tailorkit.predictors import model_candidates
+    from tailorkit.predictors.datasets import load_fbnet
+
+    data = load_fbnet()
+    y = data.y("essential_ph_1")
+    order = np.random.default_rng(0).permutation(len(data))
+    train, test = order[:900], order[900:]
+    chosen = fit_best(model_candidates("fbnet"), data.X[train], y[train])
+    per_layer = AdditivePredictor(group=9, onehot=True, degree=1).fit(data.X[train], y[train])
+    assert isinstance(chosen, AdditivePredictor) and chosen.onehot is False
+    assert evaluate(y[test], chosen.predict(data.X[test]))["acc10"] > \
+        evaluate(y[test], per_layer.predict(data.X[test]))["acc10"] + 3

@@ -600,6 +600,7 @@ def predictor_train(
         RidgePredictor,
         evaluate,
         fit_best,
+        model_candidates,
     )
     from tailorkit.predictors.datasets import read_csv_dataset
 
@@ -655,8 +656,8 @@ def predictor_train(
         if group else {"degree": 1}
     no_seed = {k: v for k, v in common.items() if k != "seed"}
     if kind == "auto":
-        err.print(f"[dim]choosing between additive and gbm on a fifth of {train.size} rows…[/dim]")
-        predictor = fit_best([AdditivePredictor(**additive, **no_seed), GBMPredictor(**common)], data.X[train],
+        err.print(f"[dim]choosing among additive models and gbm on a fifth of {train.size} rows…[/dim]")
+        predictor = fit_best(model_candidates(encoding, seed=seed, space=encoding, device=target), data.X[train],
                              y[train], seed=seed)
     elif kind == "additive":
         predictor = AdditivePredictor(**additive, **no_seed)

@@ -5,7 +5,15 @@ from tailorkit.predictors.fewshot import FewShotPredictor
 from tailorkit.predictors.kernel import KernelPredictor
 from tailorkit.predictors.lut import LutSumPredictor
 from tailorkit.predictors.metrics import evaluate
-from tailorkit.predictors.model import AdditivePredictor, GBMPredictor, MLPPredictor, RidgePredictor, fit_best
+from tailorkit.predictors.model import (
+    AdditivePredictor,
+    GBMPredictor,
+    MLPPredictor,
+    RidgePredictor,
+    fit_best,
+    model_candidates,
+)
 
 __all__ = ["AdditivePredictor", "FewShotPredictor", "GBMPredictor", "KernelPredictor", "LutSumPredictor",
-           "MLPPredictor", "Predictor", "RidgePredictor", "evaluate", "fit_best", "load_predictor", "predictors"]
+           "MLPPredictor", "Predictor", "RidgePredictor", "evaluate", "fit_best", "load_predictor",
+           "model_candidates", "predictors"]
