@@ -30,7 +30,7 @@ def nb201_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["gbm", "auto"])
+@pytest.mark.parametrize("kind", ["gbm", "auto", "additive"])
 def test_train_eval_predict(tmp_path: Path, nb201_csv: Path, kind: str) -> None:
     out = tmp_path / "p.tlp"
     trained = run_cli("predictor", "train", "--kind", kind, "--csv", str(nb201_csv), "--target", "dev_a",

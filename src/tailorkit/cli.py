@@ -591,7 +591,6 @@ def predictor_train(
 ) -> None:
     """Train a predictor and save it (no pickle: a checksummed zip of arrays and JSON)."""
     from tailorkit.predictors import (
-        AdditivePredictor,
         FewShotPredictor,
         GBMPredictor,
         KernelPredictor,
@@ -651,16 +650,12 @@ def predictor_train(
     y = data.y(target)
     train = _rows(rows, len(data))
     common = {"space": encoding, "encoding": encoding, "device": target, "seed": seed}
-    group = {"nb201": 5, "fbnet": 9}.get(encoding)
-    additive = {"group": group, "onehot": encoding == "fbnet", "degree": 1 if encoding == "fbnet" else 2} \
-        if group else {"degree": 1}
-    no_seed = {k: v for k, v in common.items() if k != "seed"}
+    candidates = model_candidates(encoding, seed=seed, space=encoding, device=target)
     if kind == "auto":
         err.print(f"[dim]choosing among additive models and gbm on a fifth of {train.size} rows…[/dim]")
-        predictor = fit_best(model_candidates(encoding, seed=seed, space=encoding, device=target), data.X[train],
-                             y[train], seed=seed)
+        predictor = fit_best(candidates, data.X[train], y[train], seed=seed)
     elif kind == "additive":
-        predictor = AdditivePredictor(**additive, **no_seed)
+        predictor = candidates[0]  # the encoding's main additive model
     elif kind == "ridge":
         predictor = RidgePredictor(features="hat" if encoding == "hat" else "raw", **common)
     elif kind == "gbm":
