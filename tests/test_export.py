@@ -180,6 +180,27 @@ def test_measured_latency_is_stored_for_the_next_calibration(ofa_supernet: Path,
     assert table.entries[manifest.refit["key"]].mean == pytest.approx(manifest.measured["latency_ms"]["mean"])
 
 
+def test_export_measures_against_the_predictors_speed_reference(ofa_supernet: Path, tmp_path: Path) -> None:
+    reference = {"space": "ofa-mbv3", "width": 1.0, "arch": OFA.arch_to_dict(OFA.smallest(128)), "ms": 1.5,
+                 "spread": 0.1}
+    predicted = {"latency_ms": 2.0, "source": "test", "device": "cpu", "reference": reference}
+    manifest = _export(tmp_path / "out", ofa_supernet, predicted=predicted, device="cpu", verify=False,
+                       simplifier=None)
+    m = manifest.measured
+    ref = m["speed_reference"]
+    assert manifest.predicted["reference"] == reference
+    assert ref["arch"] == reference["arch"] and ref["calibration_ms"] == 1.5 and ref["pairs"] >= 1
+    assert ref["ratio"] > 1  # the exported subnet is larger than the smallest one
+    assert ref["latency_ms"] == pytest.approx(ref["ratio"] * 1.5)
+    assert ref["error_pct"] == pytest.approx(100 * (2.0 - ref["latency_ms"]) / ref["latency_ms"])
+    assert m["error_pct"] == pytest.approx(100 * (2.0 - m["latency_ms"]["mean"]) / m["latency_ms"]["mean"])
+    # a prediction for another device is not compared, so the file is measured on its own
+    other = _export(tmp_path / "other", ofa_supernet, predicted={**predicted, "device": "pixel"}, device="cpu",
+                    verify=False, simplifier=None)
+    assert "speed_reference" not in other.measured and other.measured["error_pct"] is None
+    assert "device 'pixel'" in other.measured["note"]
+
+
 def test_search_result_is_exported_with_its_prediction(ofa_supernet: Path, tmp_path: Path) -> None:
     result = SearchResult(space={"name": "ofa-mbv3", "width": 1.0}, strategy={"name": "random"},
                           reward={"name": "mnasnet-soft", "target_ms": 3.0}, budget=10, seed=0, evaluations=10,

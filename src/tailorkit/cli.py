@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -758,18 +759,28 @@ def predictor_calibrate(
     n: Annotated[int, typer.Option("--n", help="Whole models to measure (smallest, largest, and spread "
                                                "between); 0 with --stored fits on stored ones only.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    rounds: Annotated[int, typer.Option(min=1, help="Measure every model this many times, round-robin, and "
-                                                    "keep each one's median (robust to slow episodes).")] = 3,
+    rounds: Annotated[int | None, typer.Option(min=1, help="Measure every model this many times, round-robin, "
+                                                           "and keep each one's median (robust to slow episodes) "
+                                                           "[1 with a reference, else 3].")] = None,
     stored: Annotated[bool, typer.Option(help="Also fit on the whole models measured on this device before "
                                               "(`tailor export --refit`).")] = False,
+    reference: Annotated[bool, typer.Option(
+        "--reference/--no-reference", help="Measure each model in alternation with the space's smallest subnet "
+                                           "and keep that speed reference in the predictor, so later closed-loop "
+                                           "measurements can be read at the calibration's machine speed.")] = True,
     db: DbOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Measure N whole subnets end to end on the device and fit the table's linear correction a * sum + b (the
     gap between op sums and real runs: fusion, layout changes, caches)."""
     from tailorkit.predictors import load_predictor
-    from tailorkit.predictors.lut import LutSumPredictor, calibration_archs, measure_and_correct
-    from tailorkit.profiler.api import profile
+    from tailorkit.predictors.lut import (
+        LutSumPredictor,
+        calibrate_against_reference,
+        calibration_archs,
+        measure_and_correct,
+    )
+    from tailorkit.profiler.api import profile, profile_paired
 
     config = load_config(config_path)
     config.device(device)
@@ -790,11 +801,19 @@ def predictor_calibrate(
     if n == 0 and len(known) < 2:
         raise ConfigError(f"--n 0 needs at least 2 stored whole-model measurements on {device!r}; found "
                           f"{len(known)} (export with --device {device} --refit to add them)")
+    if stored and reference:
+        if n:
+            err.print("note: stored whole models were measured without a speed reference, so this calibration "
+                      "keeps none (as with --no-reference)", highlight=False)
+        reference = False
+    rounds = rounds or (1 if reference else 3)
     archs = calibration_archs(space_obj, pred, n, seed) if n else []
     settings = config.settings(device if device in config.devices else None)
+    ref_arch = space_obj.smallest(min(covered)) if reference else None
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as bar:
-        task = bar.add_task("measuring whole models", total=len(archs) * rounds)
+        task = bar.add_task("measuring whole models" + (" against a reference" if reference else ""),
+                            total=len(archs) * rounds)
 
         def measure(arch: Any) -> float:
             ms = profile(space_obj.build(arch), device, settings=settings, config=config,
@@ -802,11 +821,22 @@ def predictor_calibrate(
             bar.advance(task)
             return ms
 
+        def measure_pair(arch: Any) -> tuple[float, float]:
+            paired = profile_paired(space_obj.build(arch), space_obj.build(ref_arch), device, settings=settings,
+                                    config=config, input_shapes={"input": space_obj.input_shape(arch)},
+                                    reference_shapes={"input": space_obj.input_shape(ref_arch)}).latency
+            bar.advance(task)
+            return paired.ratio, float(paired.reference.median or paired.reference.mean)
+
         stored_archs = [from_store[k] for k in known]
         stored_ms = dict(zip(map(id, stored_archs), known.values(), strict=True))
-        sums, measured = measure_and_correct(pred, space_obj, archs + stored_archs,
-                                             lambda a: stored_ms[id(a)] if id(a) in stored_ms else measure(a),
-                                             rounds=rounds)
+        if ref_arch is not None:
+            sums, measured = calibrate_against_reference(pred, space_obj, archs, ref_arch, measure_pair,
+                                                         rounds=rounds)
+        else:
+            sums, measured = measure_and_correct(pred, space_obj, archs + stored_archs,
+                                                 lambda a: stored_ms[id(a)] if id(a) in stored_ms else measure(a),
+                                                 rounds=rounds)
     if known:
         out.print(f"{len(known)} whole model(s) from the store, {len(archs)} measured now", highlight=False)
     corrected = pred.coef_[0] * sums + pred.coef_[1]
@@ -815,8 +845,24 @@ def predictor_calibrate(
         table.add_row(f"{s_:.3f}", f"{m_:.3f}", f"{c_:.3f}", f"{100 * (s_ - m_) / m_:+.1f} %",
                       f"{100 * (c_ - m_) / m_:+.1f} %")
     out.print(table)
+    if pred.reference_ is not None:
+        ref = pred.reference_
+        out.print(f"speed reference: the smallest subnet, {ref['ms']:.4g} ms (median over the calibration; its "
+                  f"spread {100 * ref['spread']:.0f} %); the measured column is each model's ratio to it × "
+                  f"{ref['ms']:.4g} ms", highlight=False)
     pred.save(output)
     out.print(f"correction {pred.coef_[0]:.4f} * sum {pred.coef_[1]:+.4f} ms; saved to {output}")
+
+
+def _print_speed_reference(measured: Mapping[str, Any]) -> None:
+    ref = measured.get("speed_reference")
+    if not ref:
+        return
+    err_txt = f", error {ref['error_pct']:+.1f} %" if ref.get("error_pct") is not None else ""
+    out.print(f"at the calibration's machine speed: {ref['latency_ms']:.4g} ms{err_txt} (the speed reference ran "
+              f"{ref['now_ms']:.4g} ms now against {ref['calibration_ms']:.4g} ms at calibration: "
+              f"{ref['slowdown']:.2f}×; ratio {ref['ratio']:.4g} ± {100 * ref['ratio_spread'] / 2:.1f} % over "
+              f"{ref['pairs']} alternations)", highlight=False)
 
 
 def _stored_models(space: Any, device: str, url: str) -> dict[str, float]:
@@ -983,6 +1029,7 @@ def search_cmd(
         m = result.measured or {}
         out.print(f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms (predicted {m['predicted_ms']:.4g} "
                   f"ms, error {m['error_pct']:+.1f} %)", highlight=False)
+        _print_speed_reference(m)
     result.save(output)  # first: a failed export must not cost the search
     out.print(f"search result saved to {output}")
     if export_options is not None:
@@ -1221,6 +1268,7 @@ def _print_manifest(manifest: Any, folder: Path) -> None:
         elif m.get("note"):
             line += f" ({m['note']})"
         out.print(line, highlight=False)
+        _print_speed_reference(m)
     elif predicted:
         out.print(f"predicted latency {predicted['latency_ms']:.4g} ms ({predicted['source']})", highlight=False)
     if manifest.refit:

@@ -375,6 +375,50 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class PairedLatency:
+    """A model measured in alternation with a fixed reference model, block by block. ``ratio`` is the median
+    over block pairs of target / reference (each block's median): a shared machine's speed moves within a
+    fraction of a second (benchmarks/results/drift.md), and the ratio of two blocks run back to back carries
+    that out, where each model's own latency does not. ``ratio_spread`` is the interquartile range of the pair
+    ratios over ``ratio``."""
+
+    target: Latency
+    reference: Latency
+    ratio: float
+    ratio_spread: float
+    pairs: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.ratio) and self.ratio > 0):
+            raise ValueError(f"latency ratio must be a finite number > 0, got {self.ratio!r}")
+        if not (math.isfinite(self.ratio_spread) and self.ratio_spread >= 0):
+            raise ValueError(f"ratio spread must be a finite number >= 0, got {self.ratio_spread!r}")
+        if isinstance(self.pairs, bool) or not isinstance(self.pairs, int) or self.pairs < 1:
+            raise ValueError(f"pairs must be a whole number >= 1, got {self.pairs!r}")
+
+    @classmethod
+    def from_blocks(cls, target_blocks: Sequence[Sequence[float]], reference_blocks: Sequence[Sequence[float]],
+                    outlier: str = "iqr", number: int = 1, reference_number: int = 1) -> PairedLatency:
+        """From alternating blocks of samples (ms): block ``i`` of the reference ran right before block ``i`` of
+        the target."""
+        if not target_blocks or len(target_blocks) != len(reference_blocks) or not all(
+                len(b) for b in (*target_blocks, *reference_blocks)):
+            raise ValueError("paired blocks must be non-empty and as many for the target as for the reference")
+        ratios = np.array([np.median(t) / np.median(r) for t, r in zip(target_blocks, reference_blocks,
+                                                                        strict=True)])
+        ratio = float(np.median(ratios))
+        q1, q3 = np.percentile(ratios, [25, 75])
+        return cls(target=Latency.from_samples([s for b in target_blocks for s in b], outlier, number),
+                   reference=Latency.from_samples([s for b in reference_blocks for s in b], outlier,
+                                                  reference_number),
+                   ratio=ratio, ratio_spread=float((q3 - q1) / ratio), pairs=len(ratios))
+
+    def summary(self) -> dict[str, Any]:
+        return {"target": self.target.summary(), "reference": self.reference.summary(), "ratio": self.ratio,
+                "ratio_spread": self.ratio_spread, "pairs": self.pairs}
+
+
+@dataclass(frozen=True)
 class OpLatency:
     """One row of a per-op profile: a node of the model as the runtime executed it."""
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from tailorkit.core.errors import ConfigError, DeviceError, ModelFormatError
 from tailorkit.core.lazy import optional_import
-from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency
-from tailorkit.core.timing import time_runs
+from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency, PairedLatency
+from tailorkit.core.timing import DEFAULT_PAIRS, time_paired, time_runs
 from tailorkit.core.version import __version__
 from tailorkit.devices import host
 from tailorkit.devices.base import Device
@@ -97,6 +97,16 @@ class OnnxRuntimeDevice(Device):
         with self._pinned(), self._session(path, settings, input_shapes=input_shapes) as (session, feeds):
             outputs = [o.name for o in session.get_outputs()]
             return time_runs(lambda: session.run(outputs, feeds), settings)
+
+    def run_paired(self, path: str | Path, reference: str | Path, settings: BenchmarkSettings,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None,
+                   reference_shapes: Mapping[str, Sequence[int]] | None = None, *,
+                   pairs: int = DEFAULT_PAIRS) -> PairedLatency:
+        with self._pinned(), self._session(reference, settings, input_shapes=reference_shapes) as (ref, ref_feeds), \
+                self._session(path, settings, input_shapes=input_shapes) as (session, feeds):
+            ref_out = [o.name for o in ref.get_outputs()]
+            out = [o.name for o in session.get_outputs()]
+            return time_paired(lambda: session.run(out, feeds), lambda: ref.run(ref_out, ref_feeds), settings, pairs)
 
     def profile_ops(self, path: str | Path, settings: BenchmarkSettings,
                     input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[OpLatency]:

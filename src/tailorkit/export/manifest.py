@@ -18,8 +18,12 @@ Manifest (JSON, ``schema`` = ``tailorkit.export-manifest``, ``version`` 1)::
     verify          {n, top1_agreement, max_abs_diff, reference_scale, min_agreement, max_abs_tolerance,
                      passed} | null
     simplify        {tool, nodes_before, nodes_after, seconds} | null
-    predicted       {latency_ms, source, note?} | null
-    measured        {device, fingerprint, latency_ms: {mean, median, …}, error_pct | null, input_shape, note?}
+    predicted       {latency_ms, source, device?, reference?, note?} | null   reference: the predictor's speed
+                    reference (a calibration against one), as in the search result's ``predictor``
+    measured        {device, fingerprint, latency_ms: {mean, median, …}, error_pct | null, input_shape, note?,
+                    speed_reference?}   speed_reference: the file run in alternation with the predictor's
+                    reference subnet, as in the search result's ``measured`` (latency_ms there is the file at the
+                    calibration's machine speed, error_pct its error)
                     error_pct only against a prediction for the same device and the same (float) model
     refit           {store, table, key} | null
     versions        {tailorkit, python, torch, onnx, onnxruntime, litert_torch, ai_edge_litert, …}

@@ -37,6 +37,8 @@ class LutSumPredictor(Predictor):
                          device=device or (table.device.name if table is not None and table.device else None))
         self.correct = correct
         self.interpolate = interpolate
+        # the speed reference of a calibration against one (see calibrate_against_reference), else None
+        self.reference_: dict[str, Any] | None = None
         if table is not None:
             self.keys_ = list(table.entries)
             self.latency_ = np.array([lat.mean for lat in table.entries.values()], dtype=np.float64)
@@ -60,6 +62,7 @@ class LutSumPredictor(Predictor):
         y = self._check_y(y, X.shape[0])
         if self.correct:
             self.coef_ = fit_correction(X @ self.latency_, y)
+        self.reference_ = None  # measured without a speed reference (calibrate_against_reference sets one after)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -102,7 +105,7 @@ class LutSumPredictor(Predictor):
         return cached
 
     def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
-        scalars: dict[str, Any] = {}
+        scalars: dict[str, Any] = {} if self.reference_ is None else {"reference": self.reference_}
         arrays = {"latency": self.latency_, "coef": self.coef_}
         blobs = {"keys.json": json.dumps(self.keys_)}
         if self.interpolate:  # the gap filler travels inside the same file, under its own prefix
@@ -118,6 +121,7 @@ class LutSumPredictor(Predictor):
         self.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
         if len(self.keys_) != self.latency_.size or self.coef_.shape != (2,):
             raise ValueError("keys and latencies do not match")
+        self.reference_ = _checked_reference(scalars.get("reference"))
         if self.interpolate:
             self.kernel_ = KernelPredictor(bags=1)
             self.kernel_._restore(scalars["kernel"], _unprefixed(arrays, "kernel."), _unprefixed(blobs, "kernel."))
@@ -160,6 +164,36 @@ def measure_and_correct(predictor: LutSumPredictor, space: Any, archs: list[Any]
     sums = X @ predictor.latency_
     predictor.fit(X, measured)
     return sums, measured
+
+
+def calibrate_against_reference(predictor: LutSumPredictor, space: Any, archs: list[Any], reference: Any,
+                                measure: Callable[[Any], tuple[float, float]], rounds: int = 1,
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`measure_and_correct`, but ``measure(arch)`` runs the arch in alternation with the ``reference``
+    arch and returns (arch / reference ratio, the reference's ms). The correction is fitted on ratio × the
+    reference's median ms over the whole calibration, which the predictor keeps as :attr:`reference_`: a
+    later closed-loop measurement paired with the same reference is converted back at the calibration's speed,
+    so the machine getting faster or slower in between is not counted as prediction error."""
+    if rounds < 1:
+        raise ConfigError("calibration needs at least 1 round")
+    pairs = np.array([[measure(a) for a in archs] for _ in range(rounds)], dtype=np.float64)
+    reference_ms = float(np.median(pairs[:, :, 1]))
+    normalised = np.median(pairs[:, :, 0], axis=0) * reference_ms
+    X = space.op_counts(space.to_array(archs), predictor.keys_)
+    predictor.fit(X, normalised)
+    predictor.reference_ = {"space": space.name, "width": float(getattr(space, "width", 1.0)),
+                            "arch": space.arch_to_dict(reference), "ms": reference_ms,
+                            "spread": float(np.ptp(pairs[:, :, 1]) / reference_ms)}
+    return X @ predictor.latency_, normalised
+
+
+def _checked_reference(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not {"space", "width", "arch", "ms"} <= set(data) or not (
+            isinstance(data["ms"], (int, float)) and data["ms"] > 0):
+        raise ValueError("the speed reference is malformed")
+    return dict(data)
 
 
 def fit_correction(sums: np.ndarray, measured: np.ndarray) -> np.ndarray:

@@ -12,13 +12,13 @@ from torch import nn
 
 from tailorkit.core.config import TailorConfig, load_config
 from tailorkit.core.errors import ConfigError
-from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency
+from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency, PairedLatency
 from tailorkit.devices import Device, create_device
 from tailorkit.profiler.models import prepare_model
 from tailorkit.profiler.store import TableStore
 from tailorkit.profiler.tables import TableBuildReport, TableProgress
 from tailorkit.profiler.tables import build_table as _build_table
-from tailorkit.spaces import spaces
+from tailorkit.spaces import create_space, spaces
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,88 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
         ops = tuple(dev.profile_ops(prepared.path, settings, prepared.input_shapes)) if per_op else None
         return ModelProfile(model=prepared.label, device=dev.info(settings), settings=settings, latency=latency,
                             input_shapes=prepared.input_shapes, ops=ops)
+
+
+@dataclass(frozen=True)
+class PairedProfile:
+    model: str
+    reference: str
+    device: DeviceInfo
+    settings: BenchmarkSettings
+    latency: PairedLatency
+
+
+def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Module, device: str | Device = "cpu",
+                   *, settings: BenchmarkSettings | None = None,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None,
+                   reference_shapes: Mapping[str, Sequence[int]] | None = None, pairs: int | None = None,
+                   config: TailorConfig | None = None) -> PairedProfile:
+    """``model`` measured in alternation with ``reference`` on ``device`` (:class:`PairedLatency`): the ratio
+    of the two holds still while a shared machine's speed moves. ``pairs`` defaults to the device's own."""
+    config = config or load_config()
+    dev = open_device(device, config)
+    settings = settings or config.settings(dev.name if dev.name in config.devices else None)
+    with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev:
+        prepared = []
+        for m, name, shapes in ((model, "model", input_shapes), (reference, "reference", reference_shapes)):
+            (Path(tmp) / name).mkdir()
+            prepared.append(prepare_model(m, Path(tmp) / name, input_shapes=shapes, fmt=dev.model_format))
+        for p in prepared:
+            if p.path.suffix.lower().lstrip(".") != dev.model_format:
+                raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {p.label!r} is not one")
+        target, ref = prepared
+        latency = dev.run_paired(target.path, ref.path, settings, target.input_shapes, ref.input_shapes,
+                                 **({} if pairs is None else {"pairs": pairs}))
+        return PairedProfile(model=target.label, reference=ref.label, device=dev.info(settings), settings=settings,
+                             latency=latency)
+
+
+@dataclass(frozen=True)
+class ClosedLoopMeasurement:
+    """A model measured after a prediction of it: its own latency now and, when the predictor was calibrated
+    against a speed reference, the model's ratio to that reference × the reference's latency at calibration —
+    the latency the model would have had at the machine's speed when the predictor was calibrated."""
+
+    device: DeviceInfo
+    settings: BenchmarkSettings
+    latency: Latency
+    reference: Mapping[str, Any] | None = None
+
+    def entry(self, predicted_ms: float | None) -> dict[str, Any]:
+        """The ``measured`` fields of a search result or export manifest (errors against ``predicted_ms``)."""
+        mean = self.latency.mean
+
+        def error(ms: float) -> float | None:
+            return None if predicted_ms is None or ms <= 0 else 100.0 * (float(predicted_ms) - ms) / ms
+
+        entry: dict[str, Any] = {"device": self.device.name, "fingerprint": self.device.fingerprint,
+                                 "latency_ms": self.latency.summary(), "error_pct": error(mean)}
+        if self.reference is not None:
+            ref = dict(self.reference)
+            ref["error_pct"] = error(ref["latency_ms"])
+            entry["speed_reference"] = ref
+        return entry
+
+
+def measure_closed_loop(model: str | Path | nn.Module, input_shape: Sequence[int], device: str | Device, *,
+                        reference: Mapping[str, Any] | None = None,
+                        config: TailorConfig | None = None) -> ClosedLoopMeasurement:
+    """Measure ``model`` (a module or its exported file) on ``device``; with ``reference`` (a lookup-table
+    predictor's ``reference_``: space, width, arch, ms) in alternation with that reference subnet."""
+    shapes = {"input": tuple(input_shape)}
+    if reference is None:
+        prof = profile(model, device, input_shapes=shapes, config=config)
+        return ClosedLoopMeasurement(prof.device, prof.settings, prof.latency)
+    space = create_space(reference["space"], float(reference["width"]))
+    ref_arch = space.arch_from_dict(reference["arch"])
+    paired = profile_paired(model, space.build(ref_arch), device, config=config,
+                            input_shapes=shapes, reference_shapes={"input": space.input_shape(ref_arch)})
+    lat = paired.latency
+    now_ms = float(lat.reference.median if lat.reference.median is not None else lat.reference.mean)
+    cal_ms = float(reference["ms"])
+    return ClosedLoopMeasurement(paired.device, paired.settings, lat.target, {
+        "arch": reference["arch"], "calibration_ms": cal_ms, "now_ms": now_ms, "slowdown": now_ms / cal_ms,
+        "ratio": lat.ratio, "ratio_spread": lat.ratio_spread, "pairs": lat.pairs, "latency_ms": lat.ratio * cal_ms})
 
 
 def buildable_space(name: str, width: float) -> Any:

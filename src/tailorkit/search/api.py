@@ -12,11 +12,16 @@ SearchResult file (JSON, ``schema`` = ``tailorkit.search-result``, ``version`` 1
     reward         {name, target_ms, alpha?, beta?}
     budget, seed, evaluations, resumed_from, seconds, evaluations_per_s
     latency_source text: which predictor or measured column scored latency
-    predictor      {path, sha256, kind, device} | null
+    predictor      {path, sha256, kind, device, reference?} | null   reference: a calibrated table's speed
+                                                      reference {space, width, arch, ms, spread}
     accuracy_source text | null (null: a latency-only search, ACC = 1 in the reward)
     notes          [text]                             what a reader must know (latency-only, restricted genes…)
     best           {arch, reward, latency_ms, accuracy}
-    measured       {device, latency_ms: {mean, std, median, …}, predicted_ms, error_pct} | null
+    measured       {device, latency_ms: {mean, std, median, …}, predicted_ms, error_pct, input_shape,
+                    speed_reference?} | null
+                   speed_reference (when the predictor has one): {arch, calibration_ms, now_ms, slowdown
+                   (now / calibration), ratio (winner / reference, run in alternation), ratio_spread, pairs,
+                   latency_ms (ratio × calibration_ms: the winner at the calibration's machine speed), error_pct}
     pareto         [{arch, latency_ms, accuracy}]     the latency/accuracy front of everything evaluated
     curve          [[evaluations, best reward]]       best reward so far, ~100 points
     export         {format, path, sha256, manifest, weights} | null   (`--export`: see tailor export)
@@ -114,7 +119,9 @@ def latency_source(space: Any, spec: str | Path | Predictor | LatencySource, *, 
     if isinstance(spec, LatencySource):
         return spec, None
     if isinstance(spec, Predictor):
-        return PredictorLatency(space, spec, device=device), {"kind": spec.kind, "device": spec.device}
+        reference = getattr(spec, "reference_", None)
+        return PredictorLatency(space, spec, device=device), {
+            "kind": spec.kind, "device": spec.device, **({"reference": reference} if reference is not None else {})}
     text = str(spec)
     if text.startswith("help:"):
         return help_column(space, text.split(":", 1)[1]), None
@@ -123,8 +130,10 @@ def latency_source(space: Any, spec: str | Path | Predictor | LatencySource, *, 
         raise ConfigError(f"latency predictor {text!r} is not a file (train one with `tailor predictor train`, "
                           "or use help:DEVICE for NAS-Bench-201's measured columns)")
     predictor = load_predictor(path, space=space.name)
+    reference = getattr(predictor, "reference_", None)
     return PredictorLatency(space, predictor, device=device), {
-        "path": str(path), "sha256": sha256_file(path), "kind": predictor.kind, "device": predictor.device}
+        "path": str(path), "sha256": sha256_file(path), "kind": predictor.kind, "device": predictor.device,
+        **({"reference": reference} if reference is not None else {})}
 
 
 def accuracy_source(space: Any, spec: str | Path | Predictor | None) -> AccuracySource | None:
@@ -339,18 +348,18 @@ def build_best(result: SearchResult) -> tuple[Any, Any]:
 
 
 def measure_result(result: SearchResult, device: str, *, config: Any = None) -> SearchResult:
-    """Build the winning arch, run it end to end on ``device`` and record measured vs predicted latency."""
-    from tailorkit.profiler.api import profile
+    """Build the winning arch, run it end to end on ``device`` and record measured vs predicted latency; when the
+    predictor keeps a speed reference (a calibration against one), in alternation with that reference."""
+    from tailorkit.profiler.api import measure_closed_loop
 
     space, arch = build_best(result)
     if not space.buildable:
         raise ConfigError(f"space {space.name!r} has no ops to build here, so its winner cannot be measured "
                           "(its latencies come from public tables)")
     shape = space.input_shape(arch)
-    prof = profile(space.build(arch), device, input_shapes={"input": shape}, config=config)
     predicted = float(result.best["latency_ms"])
-    measured = prof.latency.mean
-    return result.with_changes(measured={
-        "device": prof.device.name, "latency_ms": prof.latency.summary(), "predicted_ms": predicted,
-        "error_pct": 100.0 * (predicted - measured) / measured if measured > 0 else None,
-        "input_shape": list(shape)})
+    measured = measure_closed_loop(space.build(arch), shape, device, config=config,
+                                   reference=(result.predictor or {}).get("reference"))
+    entry = measured.entry(predicted)
+    entry.pop("fingerprint")
+    return result.with_changes(measured={**entry, "predicted_ms": predicted, "input_shape": list(shape)})

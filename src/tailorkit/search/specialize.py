@@ -268,10 +268,18 @@ def _tvm_outputs(tvm: Any, path: Path, inputs: np.ndarray) -> tuple[np.ndarray, 
     return outputs, note
 
 
-def _measure(path: Path, shape: tuple[int, ...], device: str, config: Any) -> Any:
-    from tailorkit.profiler.api import profile
+def _measure(path: Path, shape: tuple[int, ...], predicted: Mapping[str, Any] | None, options: ExportOptions,
+             config: Any) -> Any:
+    """The exported file measured on the device; in alternation with the predictor's speed reference when the
+    prediction is of this very model on this device (see :func:`_comparable`) and the file is one the reference
+    subnet can be built as (ONNX, TFLite)."""
+    from tailorkit.profiler.api import measure_closed_loop
 
-    return profile(path, device, input_shapes={"input": shape}, config=config)
+    reference = (predicted or {}).get("reference")
+    use = reference is not None and options.fmt in ("onnx", "tflite") and _comparable(predicted, options,
+                                                                                        options.device) is None
+    return measure_closed_loop(path, shape, options.device or "", reference=reference if use else None,
+                               config=config)
 
 
 def arch_key(space: Any, arch: Any) -> str:
@@ -379,7 +387,7 @@ def _export_into(space: Any, arch: Any, out: str | Path, options: ExportOptions,
                         "note": f"not measured: {unavailable}"}
         elif options.device is not None:
             _say(progress, f"measuring on {options.device}")
-            prof = _measure(path, shape, options.device, config)
+            prof = _measure(path, shape, predicted, options, config)
             measured = _measured_entry(prof, shape, predicted, options)
             if options.refit:
                 refit = {"store": options.store_url or config.store_url,
@@ -405,25 +413,30 @@ def _export_into(space: Any, arch: Any, out: str | Path, options: ExportOptions,
     return manifest
 
 
-def _measured_entry(prof: Any, shape: tuple[int, ...], predicted: Mapping[str, Any] | None,
+def _comparable(predicted: Mapping[str, Any] | None, options: ExportOptions, device: str | None) -> str | None:
+    """``None`` when ``predicted`` is a prediction of this very model on ``device``, else why it is not."""
+    if predicted is None or predicted.get("latency_ms") is None:
+        return "no prediction"
+    predicted_device = predicted.get("device")
+    if options.quantize:
+        return "the prediction is for the float32 model, so no error against it is computed"
+    if predicted_device is not None and predicted_device != device:
+        return f"the prediction is for device {predicted_device!r}, so no error against it is computed"
+    return None
+
+
+def _measured_entry(measured: Any, shape: tuple[int, ...], predicted: Mapping[str, Any] | None,
                     options: ExportOptions) -> dict[str, Any]:
     """The measurement for the manifest; its error only against a prediction of this very model on this device."""
-    mean = prof.latency.mean
-    entry: dict[str, Any] = {"device": prof.device.name, "fingerprint": prof.device.fingerprint,
-                             "latency_ms": prof.latency.summary(), "input_shape": list(shape), "error_pct": None}
-    predicted_ms = (predicted or {}).get("latency_ms")
-    if predicted_ms is None or mean <= 0:
-        return entry
-    predicted_device = (predicted or {}).get("device")
-    if options.quantize:
-        entry["note"] = "the prediction is for the float32 model, so no error against it is computed"
-    elif predicted_device is not None and predicted_device != prof.device.name:
-        entry["note"] = f"the prediction is for device {predicted_device!r}, so no error against it is computed"
-    else:
-        entry["error_pct"] = 100.0 * (float(predicted_ms) - mean) / mean
-        if predicted_device is None:
-            entry["note"] = "the predictor does not name its device; the error assumes it is this one"
+    why_not = _comparable(predicted, options, measured.device.name)
+    entry = measured.entry(None if why_not else float((predicted or {})["latency_ms"]))
+    entry["input_shape"] = list(shape)
+    if why_not is not None and why_not != "no prediction":
+        entry["note"] = why_not
+    elif why_not is None and (predicted or {}).get("device") is None:
+        entry["note"] = "the predictor does not name its device; the error assumes it is this one"
     return entry
+
 
 def _say(progress: Progress | None, message: str) -> None:
     log.info("%s", message)
@@ -442,6 +455,8 @@ def predicted_for(result: Any, options: ExportOptions) -> dict[str, Any] | None:
     entry: dict[str, Any] = {"latency_ms": float(ms), "source": result.latency_source}
     if result.predictor and result.predictor.get("device"):
         entry["device"] = result.predictor["device"]
+    if result.predictor and result.predictor.get("reference"):
+        entry["reference"] = result.predictor["reference"]
     if options.quantize:
         entry["note"] = "predicted for the float32 model; the latency source was measured in float32"
     return entry
@@ -492,7 +507,9 @@ def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]
 
     source, info = latency_source(space, predictor)
     ms = float(np.asarray(source(space.genes([arch])))[0])
-    return {"latency_ms": ms, "source": source.description, **({"device": info["device"]} if info else {})}
+    info = info or {}
+    return {"latency_ms": ms, "source": source.description,
+            **{k: info[k] for k in ("device", "reference") if info.get(k) is not None}}
 
 
 
