@@ -7,8 +7,9 @@ Sections:
 - ``simplify``: onnxsim against onnxslim on the same subnets: seconds, node counts, and ORT latency of the result
   (interleaved rounds), which is how the default simplifier was chosen.
 - ``closed``: measured vs predicted latency of exported ONNX files on the CPU: the lookup table of this machine
-  (``tailor.db``, built or resumed) predicts each subnet; each exported file is measured in interleaved rounds.
-  Goal: within 5 %.
+  (``tailor.db``, built or resumed), calibrated against a speed reference as `tailor predictor calibrate` does,
+  predicts each subnet; each file is exported and measured as `tailor export --device cpu` does (in alternation
+  with the reference), then measured again in round-robin rounds. Goal: within 5 %.
 
 Usage: ``python benchmarks/export.py [--sections …] [--supernet CKPT (ofa-mbv3 width 1.2)] [--db URL]``.
 """
@@ -116,8 +117,8 @@ def bench_simplify(report: dict[str, Any], rounds: int) -> None:
 
 def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> None:
     from tailorkit.predictors import LutSumPredictor
-    from tailorkit.predictors.lut import fit_correction
-    from tailorkit.profiler.api import build_table, profile
+    from tailorkit.predictors.lut import calibrate_against_reference, calibration_archs, measure_and_correct
+    from tailorkit.profiler.api import build_table, measure_closed_loop, profile_paired
     from tailorkit.profiler.store import TableStore
     from tailorkit.search.specialize import ExportOptions, export_arch
     from tailorkit.search.supernet import load_digits_splits
@@ -127,53 +128,81 @@ def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> No
     with TableStore(db) as store:
         build_table("ofa-mbv3", "cpu", resolution=R, width=WIDTH, store=store)
         table = store.table(f"ofa-mbv3-w{WIDTH:g}-r{R}")
+    raw = LutSumPredictor(table, device="cpu")
+    plain = LutSumPredictor(table, device="cpu")
     pred = LutSumPredictor(table, device="cpu")
+    reference = space.smallest(R)
+    # `tailor predictor calibrate` (8 subnets, each in alternation with the smallest one); its runs also give the
+    # plain calibration on each model's own median
+    own: dict[int, float] = {}
+
+    def measure_pair(arch: Any) -> tuple[float, float]:
+        lat = profile_paired(space.build(arch), space.build(reference), "cpu",
+                             input_shapes={"input": space.input_shape(arch)},
+                             reference_shapes={"input": space.input_shape(reference)}).latency
+        own[id(arch)] = float(lat.target.median)
+        return lat.ratio, float(lat.reference.median)
+
+    print("calibration…", flush=True)
+    cal_archs = calibration_archs(space, pred, 8, seed=0)
+    calibrate_against_reference(pred, space, cal_archs, reference, measure_pair)
+    measure_and_correct(plain, space, cal_archs, lambda a: own[id(a)])
+    ref_info = pred.reference_
     rng = np.random.default_rng(11)
     archs = subnets() + [space.sample(rng, R) for _ in range(5)]
-    predicted = pred.predict_archs(space, space.to_array(archs))
+    as_array = space.to_array(archs)
+    predicted, plain_ms, sums = (p.predict_archs(space, as_array) for p in (pred, plain, raw))
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-closed-"))
     data = load_digits_splits()
-    files = []
-    for i, arch in enumerate(archs):
-        m = export_arch(space, arch, work / str(i), ExportOptions(supernet=ckpt), source={"kind": "arch"}, data=data)
-        files.append(work / str(i) / m.model_file())
-    def run(j: int) -> float:
-        return profile(files[j], "cpu", input_shapes={"input": space.input_shape(archs[j])}).latency.median
-
-    # Round-robin, and every file paired with the smallest subnet (file 0) measured right before it: this VM's
-    # speed moves in episodes of seconds (results/drift.md); file / reference carries an episode out.
-    measured, reference = np.zeros((rounds, len(archs))), np.zeros((rounds, len(archs)))
-    for r in range(rounds):
-        for j in range(len(archs)):
-            reference[r, j], measured[r, j] = run(0), run(j)
-        print(f"round {r + 1}/{rounds}: {np.round(measured[r], 3).tolist()}", flush=True)
+    files, at_cal, own_ms, now = [], np.zeros((rounds, len(archs))), np.zeros((rounds, len(archs))), \
+        np.zeros((rounds, len(archs)))
+    # round 1 is `tailor export --device cpu --predictor cal.tlp`: the manifest's own measurement
+    for j, arch in enumerate(archs):
+        m = export_arch(space, arch, work / str(j), ExportOptions(supernet=ckpt, device="cpu"),
+                        source={"kind": "arch"}, data=data,
+                        predicted={"latency_ms": float(predicted[j]), "source": "bench", "device": "cpu",
+                                   "reference": ref_info})
+        files.append(work / str(j) / m.model_file())
+        ref = m.measured["speed_reference"]
+        at_cal[0, j], own_ms[0, j], now[0, j] = ref["latency_ms"], m.measured["latency_ms"]["median"], ref["now_ms"]
+    # further rounds measure the same files again, round-robin, the same way
+    for r in range(1, rounds):
+        for j, arch in enumerate(archs):
+            m = measure_closed_loop(files[j], space.input_shape(arch), "cpu", reference=ref_info)
+            at_cal[r, j], own_ms[r, j], now[r, j] = m.reference["latency_ms"], m.latency.median, m.reference["now_ms"]
+        print(f"round {r + 1}/{rounds}: at calibration speed {np.round(at_cal[r], 3).tolist()}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    # The closed loop as `tailor export --refit` runs it: every other exported model's measurement is in the store,
-    # and the table's end-to-end correction a·Σ + b is fitted on them before this one is predicted.
-    others = ~np.eye(len(archs), dtype=bool)
 
-    def errors(med: np.ndarray) -> dict[str, Any]:
-        calibrated = np.array([np.polyval(fit_correction(predicted[o], med[o]), predicted[j])
-                               for j, o in enumerate(others)])
-        plain, fitted = 100 * (predicted - med) / med, 100 * (calibrated - med) / med
-        return {"measured_ms": med.tolist(), "error_pct": plain.tolist(), "calibrated_ms": calibrated.tolist(),
-                "calibrated_error_pct": fitted.tolist(), "mean_abs_error_pct": float(np.abs(plain).mean()),
-                "within_5pct": int((np.abs(plain) <= 5).sum()),
-                "calibrated_mean_abs_error_pct": float(np.abs(fitted).mean()),
-                "calibrated_within_5pct": int((np.abs(fitted) <= 5).sum())}
+    def pct(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return 100 * (p - m) / m
 
-    plain = errors(np.median(measured, axis=0))
-    rows = [{"predicted_ms": float(p), "measured_median_ms": m, "error_pct": e, "calibrated_ms": c,
-             "calibrated_error_pct": ce, "arch": space.arch_to_dict(a)}
-            for p, m, e, c, ce, a in zip(predicted, plain["measured_ms"], plain["error_pct"], plain["calibrated_ms"],
-                                         plain["calibrated_error_pct"], archs, strict=True)]
-    scale = float(np.median(reference))
-    report["closed"] = {"table": f"ofa-mbv3-w{WIDTH:g}-r{R} (this machine, {db})", "rounds": rounds, "rows": rows,
-                        **{k: v for k, v in plain.items() if not isinstance(v, list)},
-                        "reference_normalised": {"reference_median_ms": scale,
-                                                 **errors(np.median(measured / reference, axis=0) * scale)},
-                        "round_spread_pct": float(100 * np.mean((measured.max(0) - measured.min(0))
-                                                                / measured.min(0)))}
+    cal_med, own_med = np.median(at_cal, 0), np.median(own_ms, 0)
+    err, err_rounds = pct(predicted, cal_med), pct(predicted[None, :], at_cal)
+    err_plain, err_sum = pct(plain_ms, own_med), pct(sums, own_med)
+    in_cal = {json.dumps(space.arch_to_dict(a), sort_keys=True) for a in cal_archs}
+    rows = [{"predicted_ms": float(p), "measured_at_calibration_ms": float(c), "error_pct": float(e),
+             "error_pct_rounds": er.tolist(), "measured_own_median_ms": float(o), "predicted_plain_ms": float(pp),
+             "error_plain_pct": float(ep), "table_sum_ms": float(s_), "error_table_sum_pct": float(es),
+             "in_calibration": json.dumps(space.arch_to_dict(a), sort_keys=True) in in_cal,
+             "arch": space.arch_to_dict(a)}
+            for p, c, e, er, o, pp, ep, s_, es, a in zip(predicted, cal_med, err, err_rounds.T, own_med, plain_ms,
+                                                          err_plain, sums, err_sum, archs, strict=True)]
+
+    def spread(x: np.ndarray) -> float:
+        return float(100 * np.mean((x.max(0) - x.min(0)) / x.min(0)))
+
+    report["closed"] = {
+        "protocol": "speed reference", "table": f"ofa-mbv3-w{WIDTH:g}-r{R} (this machine, {db})", "rounds": rounds,
+        "rows": rows, "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]), "reference": ref_info,
+                                      "plain": {"a": float(plain.coef_[0]), "b": float(plain.coef_[1])}},
+        "slowdown_range": [float(now.min() / ref_info["ms"]), float(now.max() / ref_info["ms"])],
+        "round_spread_own_pct": spread(own_ms), "round_spread_at_calibration_pct": spread(at_cal),
+        "mean_abs_error_pct": float(np.abs(err).mean()), "within_5pct": int((np.abs(err) <= 5).sum()),
+        "within_5pct_every_round": int(np.all(np.abs(err_rounds) <= 5, axis=0).sum()),
+        "mean_abs_error_plain_pct": float(np.abs(err_plain).mean()),
+        "within_5pct_plain": int((np.abs(err_plain) <= 5).sum()),
+        "mean_abs_error_table_sum_pct": float(np.abs(err_sum).mean()),
+        "within_5pct_table_sum": int((np.abs(err_sum) <= 5).sum())}
 
 
 def write(report: dict[str, Any]) -> None:
@@ -200,38 +229,33 @@ def write(report: dict[str, Any]) -> None:
         lines += [f"| {r['subnet']} | {r['tool']} | {r['seconds']:.2f} | {r['nodes_before']} → {r['nodes_after']} | "
                   f"{r['latency_ms']:.3f} ({r['latency_unsimplified_ms']:.3f}) |" for r in report["simplify"]["rows"]]
         lines.append("")
-    if "closed" in report:
+    if report.get("closed", {}).get("protocol") == "speed reference":
         c = report["closed"]
-        calibrated = "calibrated_ms" in c["rows"][0]
-        lines += ["## Measured vs predicted (exported ONNX on the CPU)", "",
-                  f"{c['rounds']} interleaved rounds; mean spread between a file's fastest and slowest round "
-                  f"{c['round_spread_pct']:.0f} %. Table sum: the lookup table as built. Calibrated: the table's "
-                  "end-to-end correction a·Σ + b (Theil–Sen, as `tailor export --refit` fits it from the store) "
-                  "fitted on the other exported models' measurements, never on the model predicted.", "",
-                  "| table sum ms | measured ms | error |" + (" calibrated ms | error |" if calibrated else ""),
-                  "|---|---|---|" + ("---|---|" if calibrated else "")]
-        lines += [f"| {r['predicted_ms']:.3f} | {r['measured_median_ms']:.3f} | {r['error_pct']:+.1f} % |"
-                  + (f" {r['calibrated_ms']:.3f} | {r['calibrated_error_pct']:+.1f} % |" if calibrated else "")
-                  for r in c["rows"]]
+        cal, ref = c["calibration"], c["calibration"]["reference"]
         n = len(c["rows"])
-        lines += ["", f"Table sum: mean |error| {c['mean_abs_error_pct']:.1f} %, within 5 %: {c['within_5pct']}/{n}."]
-        if calibrated:
-            lines += [f"Calibrated: mean |error| {c['calibrated_mean_abs_error_pct']:.1f} %, within 5 %: "
-                      f"{c['calibrated_within_5pct']}/{n} (goal: all)."]
-        if "reference_normalised" in c:
-            z = c["reference_normalised"]
-            lines += ["", f"Reference-normalised: each measurement divided by the smallest subnet's, measured right "
-                      f"before it, × that reference's median over the run ({z['reference_median_ms']:.3f} ms), which "
-                      "carries the VM's speed episodes out; the correction is refitted on these values.", "",
-                      "| table sum ms | measured (normalised) ms | error | calibrated ms | error |",
-                      "|---|---|---|---|---|"]
-            lines += [f"| {p['predicted_ms']:.3f} | {m:.3f} | {e:+.1f} % | {cm:.3f} | {ce:+.1f} % |"
-                      for p, m, e, cm, ce in zip(c["rows"], z["measured_ms"], z["error_pct"], z["calibrated_ms"],
-                                                 z["calibrated_error_pct"], strict=True)]
-            lines += ["", f"Table sum: mean |error| {z['mean_abs_error_pct']:.1f} %, within 5 %: "
-                      f"{z['within_5pct']}/{n}. Calibrated: mean |error| {z['calibrated_mean_abs_error_pct']:.1f} %, "
-                      f"within 5 %: {z['calibrated_within_5pct']}/{n}."]
-        lines.append("")
+        lines += ["## Measured vs predicted (exported ONNX on the CPU)", "",
+                  "The product's path: `tailor predictor calibrate` on this machine's table (8 subnets, each in "
+                  f"alternation with the smallest subnet, the speed reference: {ref['ms']:.3f} ms over the "
+                  f"calibration, spread {100 * ref['spread']:.0f} %): {cal['a']:.3f} × sum {cal['b']:+.3f} ms. Then "
+                  f"`tailor export --device cpu` with that predictor for {n} subnets: each exported file measured "
+                  "in alternation with the reference and read at the calibration's speed; "
+                  f"{c['rounds']} round-robin rounds (round 1 is the manifest's), median. The reference ran "
+                  f"{c['slowdown_range'][0]:.2f}–{c['slowdown_range'][1]:.2f}× its calibration time meanwhile. "
+                  "'cal.' marks the subnets that are also among the calibration's 8 (its smallest and largest).", "",
+                  "| predicted ms | at calibration speed ms | error | error per round | own latency ms | "
+                  "plain calibration ms | its error | table sum error |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['predicted_ms']:.3f}{' (cal.)' if r['in_calibration'] else ''} | "
+                  f"{r['measured_at_calibration_ms']:.3f} | {r['error_pct']:+.1f} % | "
+                  f"{', '.join(f'{e:+.1f}' for e in r['error_pct_rounds'])} | {r['measured_own_median_ms']:.3f} | "
+                  f"{r['predicted_plain_ms']:.3f} | {r['error_plain_pct']:+.1f} % | {r['error_table_sum_pct']:+.1f} % |"
+                  for r in c["rows"]]
+        lines += ["", f"Read at the calibration's speed: mean |error| **{c['mean_abs_error_pct']:.1f} %, within 5 %: "
+                      f"{c['within_5pct']}/{n}** ({c['within_5pct_every_round']}/{n} in every round); a file's "
+                      f"rounds differ by {c['round_spread_at_calibration_pct']:.1f} % read that way and by "
+                      f"{c['round_spread_own_pct']:.1f} % in its own latency. Plain calibration on own latencies: "
+                      f"{c['mean_abs_error_plain_pct']:.1f} %, {c['within_5pct_plain']}/{n}; table sum: "
+                      f"{c['mean_abs_error_table_sum_pct']:.1f} %, {c['within_5pct_table_sum']}/{n} "
+                      "(goal: all within 5 %).", ""]
     (RESULTS / "export.md").write_text("\n".join(lines))
 
 
@@ -240,7 +264,7 @@ def main() -> None:
     ap.add_argument("--sections", default="formats,simplify,closed")
     ap.add_argument("--supernet", type=Path, default=None, help="trained ofa-mbv3 width-1.2 digits supernet")
     ap.add_argument("--db", default="sqlite:///tailor.db")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, "

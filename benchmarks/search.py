@@ -11,8 +11,10 @@ Sections (``--sections speed,quality,closed``):
   (b) NAS-Bench-201 latency-only against a real measured column (HELP, every arch measured), where the
   exhaustive optimum is known, reported as regret. A plot of both.
 * **closed** — 10 searches at different targets on this machine's CPU table (the demo's w1.2 / 160 px table in
-  ``tailor.db``, built if missing); each winner is built and measured end to end, several rounds interleaved
-  (this VM's speed drifts in episodes: see drift.md), and compared with its prediction and its target.
+  ``tailor.db``, built if missing), calibrated against a speed reference as `tailor predictor calibrate` does;
+  each winner is built and measured as `tailor search --device cpu` does (in alternation with the reference: this
+  VM's speed moves within fractions of a second, see drift.md), in round-robin rounds, and compared with its
+  prediction, read at the calibration's speed and plainly.
 
 Usage: ``python benchmarks/search.py [--sections …] [--supernet CKPT] [--db URL]``.
 """
@@ -249,8 +251,8 @@ def plot(ofa: dict[str, Any], nb: dict[str, Any], device: str) -> None:
 
 def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None, n_subnets: int) -> None:
     from tailorkit.predictors import LutSumPredictor
-    from tailorkit.predictors.lut import calibration_archs, measure_and_correct
-    from tailorkit.profiler.api import build_table, profile
+    from tailorkit.predictors.lut import calibrate_against_reference, calibration_archs, measure_and_correct
+    from tailorkit.profiler.api import build_table, measure_closed_loop, profile_paired
     from tailorkit.profiler.store import TableStore
     from tailorkit.search.api import fastest_reachable, search
     from tailorkit.search.genome import Genome
@@ -262,41 +264,31 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
         build_table("ofa-mbv3", "cpu", resolution=160, width=1.2, store=store)
         table = store.table("ofa-mbv3-w1.2-r160")
     raw = LutSumPredictor(table, device="cpu")
+    plain = LutSumPredictor(table, device="cpu")
     pred = LutSumPredictor(table, device="cpu")
-    pred_ref = LutSumPredictor(table, device="cpu")
     acc = accuracy_predictor(ckpt, n_subnets)
-
-    def measure(arch: Any) -> float:
-        latency = profile(space.build(arch), "cpu", input_shapes={"input": space.input_shape(arch)}).latency
-        return float(latency.median if latency.median is not None else latency.mean)
-
-    # every measurement is paired with one of a fixed reference model right before it: this VM's speed drifts
-    # over minutes (results/drift.md), and arch / reference carries that drift out between the calibration and
-    # the winners' measurements; × the reference's median during calibration it is again in ms
     reference = space.smallest(160)
 
-    def rounds_of(archs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        plain, ref = np.zeros((rounds, len(archs))), np.zeros((rounds, len(archs)))
-        for r in range(rounds):  # round-robin, so a slow episode hits every arch alike
-            for j, arch in enumerate(archs):
-                ref[r, j] = measure(reference)
-                plain[r, j] = measure(arch)
-            print(f"  round {r + 1}/{rounds}: {np.round(plain[r], 3).tolist()}", flush=True)
-        return plain, ref
-
-    # the workflow `tailor predictor calibrate` runs: 8 whole subnets, interleaved rounds, fix the table's
-    # end-to-end gap (fitted twice: on plain medians, and on reference-normalised ones)
+    # the product's workflow (`tailor predictor calibrate`): 8 whole subnets, each run in alternation with the
+    # speed reference (the smallest subnet); the same runs give the plain calibration (each model's own median)
     cal_archs = calibration_archs(space, pred, 8, seed=0)
-    print("calibration:", flush=True)
-    cal_plain, cal_ref = rounds_of(cal_archs)
-    scale = float(np.median(cal_ref))
-    plain_med = dict(zip(map(id, cal_archs), np.median(cal_plain, 0), strict=True))
-    norm_med = dict(zip(map(id, cal_archs), np.median(cal_plain / cal_ref, 0) * scale, strict=True))
-    sums, cal_measured = measure_and_correct(pred, space, cal_archs, lambda a: plain_med[id(a)])
-    measure_and_correct(pred_ref, space, cal_archs, lambda a: norm_med[id(a)])
-    print(f"calibration: a = {pred.coef_[0]:.3f}, b = {pred.coef_[1]:+.3f} ms; reference-normalised a = "
-          f"{pred_ref.coef_[0]:.3f}, b = {pred_ref.coef_[1]:+.3f} ms (reference {scale:.3f} ms)", flush=True)
-    large = pred.predict_archs(space, space.to_array([space.largest(160)]))[0]  # corrected already
+    own: dict[int, float] = {}
+
+    def measure_pair(arch: Any) -> tuple[float, float]:
+        lat = profile_paired(space.build(arch), space.build(reference), "cpu",
+                             input_shapes={"input": space.input_shape(arch)},
+                             reference_shapes={"input": space.input_shape(reference)}).latency
+        own[id(arch)] = float(lat.target.median)
+        return lat.ratio, float(lat.reference.median)
+
+    print("calibration…", flush=True)
+    sums, cal_measured = calibrate_against_reference(pred, space, cal_archs, reference, measure_pair)
+    _, cal_plain = measure_and_correct(plain, space, cal_archs, lambda a: own[id(a)])
+    ref_info = pred.reference_
+    print(f"calibration: {pred.coef_[0]:.3f} × sum {pred.coef_[1]:+.3f} ms against the reference "
+          f"({ref_info['ms']:.3f} ms, spread {100 * ref_info['spread']:.0f} %); plain {plain.coef_[0]:.3f} × sum "
+          f"{plain.coef_[1]:+.3f} ms", flush=True)
+    large = pred.predict_archs(space, space.to_array([space.largest(160)]))[0]
     genome = Genome(space, {45: [160]})
     fastest, _ = fastest_reachable(genome, PredictorLatency(space, pred))  # noisy tables: not always the smallest
     targets = np.linspace(fastest * 1.05, large * 0.95, 10)
@@ -305,42 +297,57 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
         res, _ = search("ofa-mbv3", width=1.2, target_ms=float(t), latency=pred, accuracy=acc, reward="cap",
                         strategy="evolution", budget=5000, seed=i)
         winners.append(res.best)
-    print("winners:", flush=True)
     win_archs = [space.arch_from_dict(b["arch"]) for b in winners]
-    measured, win_ref = rounds_of(win_archs)
-    pred_ms = np.array([b["latency_ms"] for b in winners])
+    # `tailor search --device cpu`'s measurement, repeated in round-robin rounds to show how far apart two
+    # measurements of the same winner land, plain and read at the calibration's speed
+    own_ms, at_cal_ms, now_ms = (np.zeros((rounds, len(win_archs))) for _ in range(3))
+    for r in range(rounds):
+        for j, arch in enumerate(win_archs):
+            m = measure_closed_loop(space.build(arch), space.input_shape(arch), "cpu", reference=ref_info)
+            own_ms[r, j] = m.latency.median
+            at_cal_ms[r, j] = m.reference["latency_ms"]
+            now_ms[r, j] = m.reference["now_ms"]
+        print(f"  round {r + 1}/{rounds}: own {np.round(own_ms[r], 3).tolist()}; at calibration speed "
+              f"{np.round(at_cal_ms[r], 3).tolist()}", flush=True)
     as_array = space.to_array(win_archs)
+    pred_ms = np.array([b["latency_ms"] for b in winners])
+    plain_ms = plain.predict_archs(space, as_array)
     raw_ms = raw.predict_archs(space, as_array)
-    ref_pred_ms = pred_ref.predict_archs(space, as_array)
-    med = np.median(measured, axis=0)
-    low = measured.min(axis=0)
-    norm = np.median(measured / win_ref, axis=0) * scale
-    rows = [{"target_ms": float(t), "predicted_ms": float(p), "table_sum_ms": float(s_),
-             "measured_median_ms": float(m), "measured_min_ms": float(lo),
-             "error_median_pct": float(100 * (p - m) / m), "error_min_pct": float(100 * (p - lo) / lo),
-             "error_table_sum_pct": float(100 * (s_ - m) / m),
-             "predicted_ref_ms": float(pr), "measured_ref_ms": float(nm), "error_ref_pct": float(100 * (pr - nm) / nm),
-             "arch": b["arch"]}
-            for t, p, s_, m, lo, pr, nm, b in zip(targets, pred_ms, raw_ms, med, low, ref_pred_ms, norm, winners,
-                                                   strict=True)]
-    drift = float(np.median(win_ref) / scale)
-    report["closed"] = {"table": "ofa-mbv3-w1.2-r160 (this machine, tailor.db)", "rounds": rounds, "runs": rows,
-                        "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]),
-                                        "table_sums_ms": sums.tolist(), "measured_ms": cal_measured.tolist()},
-                        "reference": {"arch": space.arch_to_dict(reference),
-                                      "calibration_median_ms": scale,
-                                      "winners_median_ms": float(np.median(win_ref)), "drift": drift,
-                                      "a": float(pred_ref.coef_[0]), "b": float(pred_ref.coef_[1])},
-                        "mean_abs_error_table_sum_pct": float(np.mean([abs(r["error_table_sum_pct"])
-                                                                       for r in rows])),
-                        "mean_abs_error_median_pct": float(np.mean([abs(r["error_median_pct"]) for r in rows])),
-                        "within_5pct": int(sum(abs(r["error_median_pct"]) <= 5 for r in rows)),
-                        "mean_abs_error_ref_pct": float(np.mean([abs(r["error_ref_pct"]) for r in rows])),
-                        "within_5pct_ref": int(sum(abs(r["error_ref_pct"]) <= 5 for r in rows)),
-                        "mean_abs_error_min_pct": float(np.mean([abs(r["error_min_pct"]) for r in rows])),
-                        "round_spread_pct": float(100 * np.mean((measured.max(0) - low) / low)),
-                        "ratio_spread_pct": float(100 * np.mean(((measured / win_ref).max(0) - (measured / win_ref)
-                                                                 .min(0)) / (measured / win_ref).min(0)))}
+
+    def pct(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return 100 * (p - m) / m
+
+    own_med, cal_med = np.median(own_ms, 0), np.median(at_cal_ms, 0)
+    err_ref, err_plain, err_raw = pct(pred_ms, cal_med), pct(plain_ms, own_med), pct(raw_ms, own_med)
+    err_ref_rounds = pct(pred_ms[None, :], at_cal_ms)
+    rows = [{"target_ms": float(t), "predicted_ms": float(p), "predicted_plain_ms": float(pp),
+             "table_sum_ms": float(s_), "measured_own_median_ms": float(o), "measured_at_calibration_ms": float(c),
+             "error_pct": float(e), "error_plain_pct": float(ep), "error_table_sum_pct": float(er),
+             "error_pct_rounds": er_r.tolist(), "arch": b["arch"]}
+            for t, p, pp, s_, o, c, e, ep, er, er_r, b in zip(targets, pred_ms, plain_ms, raw_ms, own_med, cal_med,
+                                                                err_ref, err_plain, err_raw, err_ref_rounds.T,
+                                                                winners, strict=True)]
+
+    def spread(x: np.ndarray) -> float:  # mean over winners of (slowest − fastest round) / fastest
+        return float(100 * np.mean((x.max(0) - x.min(0)) / x.min(0)))
+
+    report["closed"] = {
+        "protocol": "speed reference", "table": "ofa-mbv3-w1.2-r160 (this machine, tailor.db)", "rounds": rounds,
+        "runs": rows,
+        "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]), "table_sums_ms": sums.tolist(),
+                        "measured_at_reference_speed_ms": cal_measured.tolist(), "reference": ref_info,
+                        "plain": {"a": float(plain.coef_[0]), "b": float(plain.coef_[1]),
+                                  "measured_ms": cal_plain.tolist()}},
+        "slowdown_during_winners": float(np.median(now_ms) / ref_info["ms"]),
+        "slowdown_range": [float(now_ms.min() / ref_info["ms"]), float(now_ms.max() / ref_info["ms"])],
+        "round_spread_own_pct": spread(own_ms), "round_spread_at_calibration_pct": spread(at_cal_ms),
+        "mean_abs_error_pct": float(np.mean(np.abs(err_ref))), "within_5pct": int(np.sum(np.abs(err_ref) <= 5)),
+        "within_5pct_every_round": int(np.sum(np.all(np.abs(err_ref_rounds) <= 5, axis=0))),
+        "mean_abs_error_plain_pct": float(np.mean(np.abs(err_plain))),
+        "within_5pct_plain": int(np.sum(np.abs(err_plain) <= 5)),
+        "mean_abs_error_table_sum_pct": float(np.mean(np.abs(err_raw))),
+        "within_5pct_table_sum": int(np.sum(np.abs(err_raw) <= 5)),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -374,37 +381,33 @@ def write(report: dict[str, Any]) -> None:
                   f"{nb[k]['final_latency_mean_ms']:.4f} | {nb[k]['regret_ms']:.4f} | {nb[k]['found_optimum']}/5 |"
                   for k in ("evolution", "rl", "random")]
         lines.append("")
-    if "calibration" in report.get("closed", {}):  # (a report from before calibration has no such section)
+    if report.get("closed", {}).get("protocol") == "speed reference":
         c = report["closed"]
+        cal, ref = c["calibration"], c["calibration"]["reference"]
         lines += ["## Closed loop (CPU, 10 targets, winners measured end to end)", "",
-                  f"{c['rounds']} interleaved rounds per winner; mean spread between a winner's fastest and slowest "
-                  f"round {c['round_spread_pct']:.0f} %.", "",
-                  f"The table was calibrated first on 8 measured subnets, {c['rounds']} interleaved rounds each "
-                  "(`tailor predictor calibrate`): "
-                  f"{c['calibration']['a']:.3f} × sum {c['calibration']['b']:+.3f} ms.", "",
-                  "| target ms | predicted ms | measured median ms | error | error vs fastest round | "
-                  "uncalibrated sum error |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['target_ms']:.3f} | {r['predicted_ms']:.3f} | {r['measured_median_ms']:.3f} | "
-                  f"{r['error_median_pct']:+.1f} % | {r['error_min_pct']:+.1f} % | {r['error_table_sum_pct']:+.1f} % |"
+                  "The product's path: `tailor predictor calibrate` measured 8 subnets, each in alternation with "
+                  f"the speed reference (the smallest subnet, {ref['ms']:.3f} ms over the calibration, spread "
+                  f"{100 * ref['spread']:.0f} %) and fitted {cal['a']:.3f} × sum {cal['b']:+.3f} ms on ratio × "
+                  f"{ref['ms']:.3f} ms. Ten cap searches (5 000 evaluations, digits accuracy predictor) then each "
+                  "winner measured as `tailor search --device cpu` does: in alternation with the reference, "
+                  f"{c['rounds']} round-robin rounds, median. The reference ran {c['slowdown_during_winners']:.2f}× "
+                  f"its calibration time while the winners were measured (range {c['slowdown_range'][0]:.2f}–"
+                  f"{c['slowdown_range'][1]:.2f}×).", "",
+                  "| target ms | predicted ms | at calibration speed ms | error | error per round | own latency ms "
+                  "| plain calibration: predicted ms | its error |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['target_ms']:.3f} | {r['predicted_ms']:.3f} | {r['measured_at_calibration_ms']:.3f} | "
+                  f"{r['error_pct']:+.1f} % | {', '.join(f'{e:+.1f}' for e in r['error_pct_rounds'])} | "
+                  f"{r['measured_own_median_ms']:.3f} | {r['predicted_plain_ms']:.3f} | {r['error_plain_pct']:+.1f} % |"
                   for r in c["runs"]]
-        raw5 = sum(abs(r["error_table_sum_pct"]) <= 5 for r in c["runs"])
-        lines += ["", f"Mean |error| {c['mean_abs_error_median_pct']:.1f} % (median of rounds; uncalibrated table "
-                      f"sums {c['mean_abs_error_table_sum_pct']:.1f} %), {c['mean_abs_error_min_pct']:.1f} % against "
-                      f"the fastest round; within 5 %: {c['within_5pct']}/10 calibrated, {raw5}/10 uncalibrated "
-                      "(goal: all).", ""]
-        if "reference" in c:
-            ref = c["reference"]
-            lines += [f"Reference-normalised (each measurement paired with one of OFA-MBv3's smallest subnet "
-                          f"right before it; arch / reference × the reference's calibration median "
-                          f"{ref['calibration_median_ms']:.3f} ms; the reference ran {ref['drift']:.2f}× that while "
-                          f"the winners were measured; the ratio's spread between rounds "
-                          f"{c['ratio_spread_pct']:.0f} % against {c['round_spread_pct']:.0f} % for plain times). "
-                          f"Calibration on the same pairs: {ref['a']:.3f} × sum {ref['b']:+.3f} ms.", "",
-                          "| target ms | predicted ms | measured (normalised) ms | error |", "|---|---|---|---|"]
-            lines += [f"| {r['target_ms']:.3f} | {r['predicted_ref_ms']:.3f} | {r['measured_ref_ms']:.3f} | "
-                      f"{r['error_ref_pct']:+.1f} % |" for r in c["runs"]]
-            lines += ["", f"Mean |error| {c['mean_abs_error_ref_pct']:.1f} %; within 5 %: {c['within_5pct_ref']}/10.",
-                      ""]
+        lines += ["", f"Read at the calibration's speed: mean |error| **{c['mean_abs_error_pct']:.1f} %, within 5 %: "
+                      f"{c['within_5pct']}/10** ({c['within_5pct_every_round']}/10 in every round). "
+                      f"The same winner's rounds differ by {c['round_spread_at_calibration_pct']:.1f} % read at the "
+                      f"calibration's speed and by {c['round_spread_own_pct']:.1f} % in their own latency. Plain "
+                      f"(each model's own median, plain calibration {cal['plain']['a']:.3f} × sum "
+                      f"{cal['plain']['b']:+.3f} ms): mean |error| {c['mean_abs_error_plain_pct']:.1f} %, within 5 %: "
+                      f"{c['within_5pct_plain']}/10; uncalibrated table sums "
+                      f"{c['mean_abs_error_table_sum_pct']:.1f} %, "
+                      f"{c['within_5pct_table_sum']}/10 (goal: all within 5 %).", ""]
     (RESULTS / "search.md").write_text("\n".join(lines))
 
 
@@ -414,7 +417,7 @@ def main() -> None:
     ap.add_argument("--supernet", type=Path, default=None, help="trained ofa-mbv3 digits supernet checkpoint")
     ap.add_argument("--subnets", type=int, default=100, help="subnets evaluated for the accuracy predictor")
     ap.add_argument("--db", default="sqlite:///tailor.db")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if sections & {"speed", "quality"} and not NOTE10.exists():
