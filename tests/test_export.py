@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tailorkit.core.documents import sha256_file
 from tailorkit.core.errors import ConfigError, ModelFormatError, TailorError
 from tailorkit.export.manifest import check_files, read_manifest
 from tailorkit.export.verify import compare_outputs, run_batch
@@ -199,6 +200,46 @@ def test_export_measures_against_the_predictors_speed_reference(ofa_supernet: Pa
                     verify=False, simplifier=None)
     assert "speed_reference" not in other.measured and other.measured["error_pct"] is None
     assert "device 'pixel'" in other.measured["note"]
+
+
+def _head_table(with_digits_head: bool):  # noqa: ANN202
+    from tailorkit.core.records import Latency
+    from tailorkit.core.table import LatencyTable
+
+    entries = {op.key: Latency(mean=0.1, std=0.0, n=1) for op in OFA.all_ops(128)}
+    entries[next(k for k in entries if k.startswith("Logits-"))] = Latency(mean=1.0, std=0.0, n=1)
+    if with_digits_head:
+        [head] = [op for op in OFA.with_classes(10).all_ops(128) if op.key not in entries]
+        entries[head.key] = Latency(mean=0.01, std=0.0, n=1)
+    return LatencyTable("t", entries, space="ofa-mbv3")
+
+
+def test_the_exported_model_is_predicted_with_its_own_classifier(tmp_path: Path) -> None:
+    from tailorkit.predictors.lut import LutSumPredictor
+    from tailorkit.search.specialize import predict_arch, predicted_for
+
+    with_head = LutSumPredictor(_head_table(True), device="cpu").save(tmp_path / "head.tlp")
+    without = LutSumPredictor(_head_table(False), device="cpu").save(tmp_path / "plain.tlp")
+    n_ops = len(OFA.ops(ARCH))
+    body = 0.1 * (n_ops - 1)
+    exported = predict_arch(OFA, ARCH, with_head)
+    assert exported["latency_ms"] == pytest.approx(body + 0.01) and "note" not in exported
+    fallback = predict_arch(OFA, ARCH, without)
+    assert fallback["latency_ms"] == pytest.approx(body + 1.0) and "1000-class classifier" in fallback["note"]
+    # a search result's winner is predicted again for the export, when its predictor file is still the same
+    result = SearchResult(space={"name": "ofa-mbv3", "width": 1.0}, strategy={"name": "random"},
+                          reward={"name": "mnasnet-soft", "target_ms": 3.0}, budget=10, seed=0, evaluations=10,
+                          resumed_from=0, seconds=0.1, latency_source="lut predictor (cpu)", accuracy_source=None,
+                          best={"arch": OFA.arch_to_dict(ARCH), "reward": 1.0, "latency_ms": body + 1.0,
+                                "accuracy": None}, pareto=[], curve=[],
+                          predictor={"path": str(with_head), "sha256": sha256_file(with_head), "kind": "lut",
+                                     "device": "cpu"})
+    predicted = predicted_for(result, ExportOptions())
+    assert predicted["latency_ms"] == pytest.approx(body + 0.01)
+    assert predicted["search_latency_ms"] == pytest.approx(body + 1.0)
+    with_head.write_bytes(without.read_bytes())  # the file changed since the search
+    predicted = predicted_for(result, ExportOptions())
+    assert predicted["latency_ms"] == pytest.approx(body + 1.0) and "gone or changed" in predicted["note"]
 
 
 def test_search_result_is_exported_with_its_prediction(ofa_supernet: Path, tmp_path: Path) -> None:

@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tailorkit.core import BenchmarkSettings, LatencyTable
+from tailorkit.core import BenchmarkSettings, ConfigError, LatencyTable
 from tailorkit.devices import OnnxRuntimeDevice
 from tailorkit.profiler import TableStore, build_table, table_name
 from tailorkit.profiler.tables import build_table as build_ops
 from tailorkit.spaces import OFAMobileNetV3Space
 
 FAST = BenchmarkSettings(warmup=1, runs=3, number=1)
+
+
+def _built_keys(space: OFAMobileNetV3Space, r: int) -> set[str]:
+    """What a table build measures: the space's ops and the digits classifier the exported models end in."""
+    return {op.key for op in space.all_ops(r)} | {op.key for op in space.with_classes(10).all_ops(r)}
 
 
 def test_build_export_import_equal(tmp_path: Path, store_url: str) -> None:
@@ -74,7 +79,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     partial = _rows(db)
-    total = len(OFAMobileNetV3Space().all_ops(128))
+    total = len(_built_keys(OFAMobileNetV3Space(), 128))
     assert 10 <= len(partial) < total
 
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -83,11 +88,22 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     rows = _rows(db)
     assert len(rows) == total and len(set(rows)) == total  # complete, nothing measured twice
     with TableStore(f"sqlite:///{db}") as store:
-        assert set(store.table(table_name("ofa-mbv3", 1.0, 128)).entries) == \
-               {op.key for op in OFAMobileNetV3Space().all_ops(128)}
+        assert set(store.table(table_name("ofa-mbv3", 1.0, 128)).entries) == _built_keys(OFAMobileNetV3Space(), 128)
 
 
 def test_facade_builds_width_12(tmp_path: Path) -> None:
     report = build_table("ofa-mbv3", resolution=128, width=1.2, store=f"sqlite:///{tmp_path / 'w.db'}",
                          settings=BenchmarkSettings(warmup=0, runs=1, number=1), name="w12")
-    assert report.total == 96 and report.measured == 96
+    # 96 ops of the space, and the 10-class classifier besides its 1000-class one
+    assert report.total == 97 and report.measured == 97
+    with TableStore(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        keys = set(store.table("w12").entries)
+    assert keys == _built_keys(OFAMobileNetV3Space(width=1.2), 128)
+    assert sum(k.startswith("Logits-") for k in keys) == 2
+    # no extra heads: the space's ops alone; a nonsense class count is refused before anything is measured
+    report = build_table("ofa-mbv3", resolution=128, width=1.2, store=f"sqlite:///{tmp_path / 'w.db'}",
+                         settings=BenchmarkSettings(warmup=0, runs=1, number=1), name="plain", classes=())
+    assert report.total == 96
+    with pytest.raises(ConfigError, match="class counts"):
+        build_table("ofa-mbv3", resolution=128, store=f"sqlite:///{tmp_path / 'x.db'}", classes=(0,))
+    assert not (tmp_path / "x.db").exists()

@@ -200,6 +200,9 @@ def table_build(
     timeout: TimeoutOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Measure at most this many ops not yet stored, then "
                                                           "stop (a rerun continues).")] = None,
+    classes: Annotated[list[int] | None, typer.Option(
+        "--classes", help="Also measure the classifier for this many classes (repeatable) [10: the digits "
+                          "head the supernets train; the space's own is ImageNet's 1000].")] = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Measure every distinct op of a space as a single-op model into the store; reruns resume."""
@@ -226,7 +229,8 @@ def table_build(
                        last=last)
 
         report = build_table(space, dev, resolution=resolution, width=width, store=url, settings=settings,
-                             name=name, config=config, progress=on_progress, limit=limit)
+                             name=name, config=config, progress=on_progress, limit=limit,
+                             **({} if classes is None else {"classes": tuple(classes)}))
     out.print(f"table [bold]{report.table}[/bold] on {_device_line(report.device)}")
     line = f"{report.total} ops: {report.measured} measured now, {report.already} already in {url}"
     if report.remaining:

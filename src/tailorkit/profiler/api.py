@@ -19,6 +19,7 @@ from tailorkit.profiler.store import TableStore
 from tailorkit.profiler.tables import TableBuildReport, TableProgress
 from tailorkit.profiler.tables import build_table as _build_table
 from tailorkit.spaces import create_space, spaces
+from tailorkit.spaces.base import DIGITS_CLASSES
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,21 @@ def build_table(space: str, device: str | Device = "cpu", *, resolution: int, wi
                 store: str | TableStore | None = None, settings: BenchmarkSettings | None = None,
                 name: str | None = None, config: TailorConfig | None = None,
                 progress: Callable[[TableProgress], None] | None = None,
-                limit: int | None = None) -> TableBuildReport:
+                limit: int | None = None, classes: Sequence[int] = (DIGITS_CLASSES,)) -> TableBuildReport:
     """Measure every distinct op of ``space`` at ``resolution`` into the store (resuming what is there), at most
-    ``limit`` of them this time."""
+    ``limit`` of them this time. The space's classifier has 1000 classes (ImageNet, as published tables);
+    ``classes`` adds the classifier for each of these class counts (by default the digits head the supernets
+    train, so the models `tailor export` writes are predicted with their own head)."""
     config = config or load_config()
     space_obj = buildable_space(space, width)
     ops = space_obj.all_ops(resolution)  # every argument is checked before the store is opened or created
+    keys = {op.key for op in ops}
+    for n in dict.fromkeys(classes):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"class counts must be whole numbers >= 1, got {n!r}")
+        extra = [op for op in space_obj.with_classes(n).all_ops(resolution) if op.key not in keys]
+        ops = [*ops, *extra]
+        keys |= {op.key for op in extra}
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     owns_store = not isinstance(store, TableStore)

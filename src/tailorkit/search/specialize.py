@@ -57,6 +57,7 @@ from tailorkit.search.supernet import (
     load_supernet,
     train_subnet,
 )
+from tailorkit.spaces.base import DIGITS_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class ExportOptions:
 
 def digits_space(space: Any) -> Any:
     """The same space with the 10 digit classes (the tables' space has 1000, like ImageNet)."""
-    return type(space)(width=space.width, num_classes=10)
+    return space.with_classes(DIGITS_CLASSES)
 
 
 def deploy_resolution(space: Any, arch: Any) -> int:
@@ -448,7 +449,8 @@ def _say(progress: Progress | None, message: str) -> None:
 
 
 def predicted_for(result: Any, options: ExportOptions) -> dict[str, Any] | None:
-    """The search result's predicted latency, with what it is a prediction of."""
+    """The predicted latency of the exported model: the search's predictor file asked again for the winner with
+    the digits head (the search scored the space's own 1000-class head), else the search's own number."""
     ms = result.best.get("latency_ms")
     if ms is None:
         return None
@@ -457,6 +459,19 @@ def predicted_for(result: Any, options: ExportOptions) -> dict[str, Any] | None:
         entry["device"] = result.predictor["device"]
     if result.predictor and result.predictor.get("reference"):
         entry["reference"] = result.predictor["reference"]
+    path = (result.predictor or {}).get("path")
+    if path is not None:
+        from tailorkit.search.api import build_best
+
+        space, arch = build_best(result)
+        if Path(path).is_file() and sha256_file(Path(path)) == result.predictor.get("sha256") and space.buildable:
+            again = predict_arch(space, arch, path)
+            entry.update(latency_ms=again["latency_ms"], search_latency_ms=float(ms))
+            if "note" in again:
+                entry["note"] = again["note"]
+        else:
+            entry["note"] = (f"the search's prediction, for the space's own classifier: its predictor file "
+                             f"{path!r} is gone or changed, so the exported model was not predicted again")
     if options.quantize:
         entry["note"] = "predicted for the float32 model; the latency source was measured in float32"
     return entry
@@ -502,14 +517,27 @@ def export_prune_result(path: str | Path, out: str | Path, options: ExportOption
 
 
 def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]:
-    """A predictor file's latency for one arch (the ``--space --arch`` form of export)."""
+    """A predictor file's latency for ``arch`` as exported: with the digits head. A lookup table without that
+    head's entry predicts the space's own classifier, and the entry says so."""
+    from tailorkit.core.errors import PredictorError
     from tailorkit.search.api import latency_source
 
-    source, info = latency_source(space, predictor)
-    ms = float(np.asarray(source(space.genes([arch])))[0])
+    note = None
+    try:
+        target = digits_space(space) if space.buildable else space
+        source, info = latency_source(target, predictor)
+        ms = float(np.asarray(source(target.genes([arch])))[0])
+    except PredictorError as exc:
+        if "Logits" not in str(exc):
+            raise
+        source, info = latency_source(space, predictor)
+        ms = float(np.asarray(source(space.genes([arch])))[0])
+        note = (f"predicted with the table's {space.num_classes}-class classifier: the table has no entry for the "
+                f"exported model's {DIGITS_CLASSES}-class one (`tailor table build` measures it)")
     info = info or {}
     return {"latency_ms": ms, "source": source.description,
-            **{k: info[k] for k in ("device", "reference") if info.get(k) is not None}}
+            **{k: info[k] for k in ("device", "reference") if info.get(k) is not None},
+            **({"note": note} if note else {})}
 
 
 

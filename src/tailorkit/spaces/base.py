@@ -161,6 +161,9 @@ def strict_ints(values: Any) -> tuple[int, ...] | None:
     return tuple(out)
 
 
+DIGITS_CLASSES = 10  # the supernets train on scikit-learn's digits; the tables' spaces have ImageNet's 1000
+
+
 def check_input(what: str, resolution: int, num_classes: int) -> None:
     """The fixed input of spaces without a resolution gene (SPOS, MnasNet): strides of 32 in all, ≥ 1 class."""
     if resolution < 32 or resolution % 32:

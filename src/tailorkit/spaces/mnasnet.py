@@ -83,6 +83,10 @@ class MnasNetSpace(Space):
         check_input("MnasNet", resolution, num_classes)
         self.width, self.num_classes, self.resolution = width, num_classes, resolution
 
+    def with_classes(self, num_classes: int) -> MnasNetSpace:
+        """The same space with another classifier (the ops differ only in its key)."""
+        return type(self)(width=self.width, num_classes=num_classes, resolution=self.resolution)
+
     # ------------------------------------------------------------------------------------------ archs
 
     @property

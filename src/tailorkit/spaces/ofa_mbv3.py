@@ -106,6 +106,10 @@ class OFAMobileNetV3Space(Space):
         self.final_expand = make_divisible(_FINAL_EXPAND * width)
         self.feature_mix = make_divisible(_FEATURE_MIX * width)
 
+    def with_classes(self, num_classes: int) -> OFAMobileNetV3Space:
+        """The same space with another classifier (the ops differ only in its key)."""
+        return type(self)(width=self.width, num_classes=num_classes)
+
     @property
     def variant(self) -> str:
         """Name of the concrete variant, used in table names (e.g. ``ofa-mbv3-w1.2``)."""

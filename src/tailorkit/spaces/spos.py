@@ -89,6 +89,10 @@ class SPOSSpace(Space):
             raise ConfigError(f"bit widths must be in 1..32, got {list(bits)}")
         self.width, self.num_classes, self.resolution = width, num_classes, resolution
 
+    def with_classes(self, num_classes: int) -> SPOSSpace:
+        """The same space with another classifier (the ops differ only in its key)."""
+        return type(self)(width=self.width, num_classes=num_classes, resolution=self.resolution, bits=self.bits)
+
     # ------------------------------------------------------------------------------------------ archs
 
     @property
