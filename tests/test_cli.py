@@ -179,11 +179,17 @@ def test_table_build_then_export_csv(tmp_path: Path) -> None:
     built = run_cli("table", "build", "--space", "ofa-mbv3", "--resolution", "128", "--db", db, "--runs", "2",
                     "--warmup", "0", "--number", "1")
     assert built.returncode == 0, built.stderr
-    assert "96 measured now, 0 already" in " ".join(built.stdout.split())
+    # the space's 96 ops, and the digits classifier besides ImageNet's
+    assert "97 measured now, 0 already" in " ".join(built.stdout.split())
+    more = run_cli("table", "build", "--space", "ofa-mbv3", "--resolution", "128", "--db", db, "--runs", "2",
+                   "--warmup", "0", "--number", "1", "--classes", "10", "--classes", "37")
+    assert more.returncode == 0, more.stderr
+    assert "1 measured now, 97 already" in " ".join(more.stdout.split())
     out = tmp_path / "t.csv"
     assert run_cli("table", "export", "ofa-mbv3-w1-r128", "-o", str(out), "--db", db).returncode == 0
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("key,mean,std,n") and len(lines) == 97
+    assert lines[0].startswith("key,mean,std,n") and len(lines) == 99
+    assert sum(line.startswith("Logits-") for line in lines) == 3
     assert "unknown table format" in _error_line(
         run_cli("table", "export", "ofa-mbv3-w1-r128", "-o", str(out), "--format", "xml", "--db", db))
 

@@ -260,8 +260,9 @@ class _Connection:
         props = self.peer.properties
         banner = "device::" + "".join(f"{key}={props[key]};" for key in
                                       ("ro.product.name", "ro.product.model", "ro.product.device")) + "features=cmd"
-        self.send(A_CNXN, VERSION, self.maxdata, banner.encode())
+        # counted before the reply: a client may read the stats as soon as its connect returns
         self.peer._count(handshakes=1)
+        self.send(A_CNXN, VERSION, self.maxdata, banner.encode())
 
     def challenge(self) -> None:
         self.token = os.urandom(20)
