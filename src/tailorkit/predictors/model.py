@@ -14,6 +14,7 @@ from typing import Any, Self
 import numpy as np
 
 from tailorkit.core.errors import PredictorError
+from tailorkit.core.lazy import torch_threads
 from tailorkit.predictors.base import Predictor, predictors
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class MLPPredictor(Predictor):
         Xs, z = self._scale_X(X), self._to_z(y).astype(np.float32)
         rng = np.random.default_rng(self.seed)
         self.layers_ = []
-        with _torch_threads(1):
+        with torch_threads(1):
             for member in range(self.ensemble):
                 order = rng.permutation(len(z))
                 n_val = max(1, len(z) // 10) if self.early_stopping and len(z) >= 20 else 0
@@ -243,22 +244,6 @@ def _train_mlp(X: np.ndarray, z: np.ndarray, Xv: np.ndarray, zv: np.ndarray, hid
                 p.copy_(saved)
     linears = [m for m in net if isinstance(m, nn.Linear)]
     return [(lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for lin in linears]
-
-
-class _torch_threads:
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.before)
 
 
 def _standard_scale(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from tailorkit.core.config import TailorConfig, load_config
 from tailorkit.core.errors import ConfigError
+from tailorkit.core.lazy import torch_threads
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, OpLatency, PairedLatency
 from tailorkit.devices import Device, create_device
 from tailorkit.profiler.models import prepare_model
@@ -58,7 +59,7 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
     config = config or load_config()
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
-    with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev:
+    with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev, torch_threads(1):
         prepared = prepare_model(model, Path(tmp), input_shapes=input_shapes, resolution=resolution,
                                  fmt=dev.model_format)
         fmt = prepared.path.suffix.lower().lstrip(".")
@@ -92,7 +93,7 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
     config = config or load_config()
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
-    with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev:
+    with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev, torch_threads(1):
         prepared = []
         for m, name, shapes in ((model, "model", input_shapes), (reference, "reference", reference_shapes)):
             (Path(tmp) / name).mkdir()

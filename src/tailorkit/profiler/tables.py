@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from tailorkit.core.lazy import torch_threads
 from tailorkit.core.records import BenchmarkSettings, DeviceInfo, Latency, LatencyRecord, OpSpec
 from tailorkit.devices.base import Device
 from tailorkit.export.onnx import OnnxExporter
@@ -68,18 +68,6 @@ def export_module(module: torch.nn.Module, example: torch.Tensor, path: Path, fm
     return Path(exporter.export(module, example, path.with_suffix(f".{exporter.format}")).path)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    # torch's OpenMP workers spin after exporting; with one thread there are none to steal cores from the
-    # measurement that follows.
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def build_table(ops: list[OpSpec], table: str, device: Device, store: TableStore, settings: BenchmarkSettings,
                 *, space: str | None = None, meta: dict | None = None,
                 progress: Callable[[TableProgress], None] | None = None,
@@ -99,7 +87,7 @@ def build_table(ops: list[OpSpec], table: str, device: Device, store: TableStore
     if progress:
         progress(TableProgress(table, len(unique), n_already, 0))
     export_s = measure_s = timed_ms = 0.0
-    with tempfile.TemporaryDirectory(prefix="tailor-table-") as tmp, _torch_threads(1):
+    with tempfile.TemporaryDirectory(prefix="tailor-table-") as tmp, torch_threads(1):
         for i, op in enumerate(todo, start=1):
             t0 = time.perf_counter()
             path = export_op(op, Path(tmp) / f"op{i}", device.model_format)
