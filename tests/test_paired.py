@@ -179,3 +179,17 @@ def test_cli_closed_loop_reads_the_measurement_at_the_calibrations_speed(tmp_pat
                    "-o", str(plain))
     assert proc.returncode == 0, proc.stderr
     assert load_predictor(plain).reference_ is None and "speed reference" not in proc.stdout
+
+
+def test_cli_profile_against_another_model() -> None:
+    proc = run_cli("profile", "ofa-mbv3-max", "--against", "ofa-mbv3-min", "--resolution", "128", "--pairs", "4",
+                   "--warmup", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["model"] == "ofa-mbv3-max@128" and data["reference"] == "ofa-mbv3-min@128"
+    assert data["pairs"] == 4 and data["ratio"] > 1.5  # the largest subnet against the smallest
+    assert data["latency_ms"]["median"] > data["reference_latency_ms"]["median"]
+    for args, message in ((("--against", "ofa-mbv3-min", "--per-op"), "drop --per-op"),
+                          (("--pairs", "3"), "--pairs needs --against")):
+        bad = run_cli("profile", "ofa-mbv3-max", *args)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr

@@ -136,20 +136,34 @@ def profile(
         "--shape", help="Input shape for dynamic dims or torch modules: 1x3x224x224 or NAME:1x3x224x224.")] = None,
     resolution: Annotated[int, typer.Option(help="Input resolution of built-in models.")] = 224,
     sort: Annotated[str, typer.Option(help="Per-op row order: run (execution order) or time.")] = "run",
+    against: Annotated[str | None, typer.Option(
+        "--against", help="Measure in alternation with this model (same forms; built-ins at --resolution) and "
+                          "report the ratio, which holds still while a shared machine's speed moves.")] = None,
+    pairs: Annotated[int | None, typer.Option(min=1, help="With --against: alternations [the device's own: 32 "
+                                                          "in process, 5 whole runs otherwise].")] = None,
     config_path: ConfigOpt = None,
 ) -> None:
-    """Measure end-to-end latency on a device; with --per-op, the operator-wise profile."""
+    """Measure end-to-end latency on a device; with --per-op, the operator-wise profile; with --against, the
+    latency relative to another model measured in alternation with it."""
     from tailorkit.profiler.api import open_device
     from tailorkit.profiler.api import profile as run_profile
 
     if sort not in ("run", "time"):
         raise ConfigError(f"--sort must be run or time, got {sort!r}")
+    if against is not None and per_op:
+        raise ConfigError("--against measures end to end; drop --per-op")
+    if pairs is not None and against is None:
+        raise ConfigError("--pairs needs --against")
     config = load_config(config_path)
     settings = _settings(config, device, warmup=warmup, runs=runs, threads=threads, number=number,
                          timeout_s=timeout)
     dev = open_device(device, config)
     if not as_json:
-        err.print(f"[dim]profiling {model} on {device}…[/dim]")
+        err.print(f"[dim]profiling {model} on {device}" + (f" against {against}" if against else "") + "…[/dim]")
+    if against is not None:
+        _profile_against(model, against, dev, settings, _parse_shapes(shape or []), resolution, pairs, config,
+                         as_json)
+        return
     result = run_profile(model, dev, settings=settings, per_op=per_op, input_shapes=_parse_shapes(shape or []),
                          resolution=resolution, config=config)
     if as_json:
@@ -183,6 +197,28 @@ def profile(
         out.print(summary)
         out.print(f"sum of per-op averages: {total:.3f} ms (profiled runs; the end-to-end numbers above are "
                   "from runs without the profiler)")
+
+
+def _profile_against(model: str, against: str, dev: Any, settings: BenchmarkSettings,
+                     shapes: dict[str, tuple[int, ...]], resolution: int, pairs: int | None, config: TailorConfig,
+                     as_json: bool) -> None:
+    from tailorkit.profiler.api import profile_paired
+
+    result = profile_paired(model, against, dev, settings=settings, input_shapes=shapes or None, pairs=pairs,
+                            resolution=resolution, config=config)
+    lat = result.latency
+    if as_json:
+        print(json.dumps({"model": result.model, "reference": result.reference, "device": result.device.to_dict(),
+                          "settings": result.settings.to_dict(), "ratio": lat.ratio,
+                          "ratio_spread": lat.ratio_spread, "pairs": lat.pairs, "latency_ms": lat.target.summary(),
+                          "reference_latency_ms": lat.reference.summary()}, indent=1))
+        return
+    out.print(f"[bold]{result.model}[/bold] against [bold]{result.reference}[/bold] on "
+              f"{_device_line(result.device)}")
+    out.print(f"ratio {lat.ratio:.4g} (interquartile range {100 * lat.ratio_spread:.1f} % of it over {lat.pairs} "
+              "alternations)", highlight=False)
+    out.print(_latency_table(f"{result.model}", lat.target))
+    out.print(_latency_table(f"{result.reference}", lat.reference))
 
 
 # -------------------------------------------------------------------------------------------------- table

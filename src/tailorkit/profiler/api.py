@@ -87,7 +87,7 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
                    *, settings: BenchmarkSettings | None = None,
                    input_shapes: Mapping[str, Sequence[int]] | None = None,
                    reference_shapes: Mapping[str, Sequence[int]] | None = None, pairs: int | None = None,
-                   config: TailorConfig | None = None) -> PairedProfile:
+                   resolution: int = 224, config: TailorConfig | None = None) -> PairedProfile:
     """``model`` measured in alternation with ``reference`` on ``device`` (:class:`PairedLatency`): the ratio
     of the two holds still while a shared machine's speed moves. ``pairs`` defaults to the device's own."""
     config = config or load_config()
@@ -97,7 +97,8 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
         prepared = []
         for m, name, shapes in ((model, "model", input_shapes), (reference, "reference", reference_shapes)):
             (Path(tmp) / name).mkdir()
-            prepared.append(prepare_model(m, Path(tmp) / name, input_shapes=shapes, fmt=dev.model_format))
+            prepared.append(prepare_model(m, Path(tmp) / name, input_shapes=shapes, resolution=resolution,
+                                          fmt=dev.model_format))
         for p in prepared:
             if p.path.suffix.lower().lstrip(".") != dev.model_format:
                 raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {p.label!r} is not one")
