@@ -45,7 +45,7 @@ demo: $(STAMP) $(TVM_STAMP)
 	$(BIN)/tailor supernet accuracy out/supernet-w1.2 --n 40 -o out/accuracy.tlp
 	$(BIN)/tailor predictor calibrate out/lut-w1.2-r160.tlp --device cpu --width 1.2 -o out/lut-cal-w1.2-r160.tlp
 	$(BIN)/tailor search --space ofa-mbv3 --width 1.2 --predictor out/lut-cal-w1.2-r160.tlp --accuracy out/accuracy.tlp \
-	  --latency-ratio 0.6 --strategy evolution --budget 20000 --device cpu -o out/search.json
+	  --latency-ratio 0.6 --strategy evolution --budget 20000 --classes 10 --device cpu -o out/search.json
 	$(BIN)/tailor export out/search.json --supernet out/supernet-w1.2 --format onnx --device cpu --refit --db $(DB) \
 	  --force -o out/export-onnx
 	$(BIN)/tailor export out/search.json --supernet out/supernet-w1.2 --format tflite --device litert --force \

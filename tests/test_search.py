@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tailorkit.core import ConfigError, Latency, LatencyTable, PredictorError, UnknownNameError
 from tailorkit.predictors import LutSumPredictor
 from tailorkit.search.accuracy import ENCODING, fit_accuracy_predictor
-from tailorkit.search.api import SearchResult, load_search_result, plan_search, search
+from tailorkit.search.api import SearchResult, build_best, load_search_result, plan_search, search
 from tailorkit.search.genome import Genome
 from tailorkit.search.objectives import Evaluator, LatencySource
 from tailorkit.search.rewards import LatencyCapReward, MnasNetHardReward, MnasNetSoftReward, make_reward
@@ -414,6 +414,31 @@ def test_search_refuses_bad_input(ofa_files: dict) -> None:
 def test_other_width_table_is_refused(ofa_files: dict) -> None:
     with pytest.raises(PredictorError, match="another width"):
         plan_search("ofa-mbv3", width=1.2, target_ms=ofa_files["target"], latency=ofa_files["lut"])
+
+
+def test_search_with_the_deployed_classifier(ofa_files: dict, tmp_path: Path) -> None:
+    digits = OFAMobileNetV3Space(num_classes=10)
+    table = _ofa_table(OFAMobileNetV3Space(), 160)
+    head = {k: v for k, v in _ofa_table(digits, 160).entries.items() if k not in table.entries}
+    assert len(head) == 1 and next(iter(head)).endswith("output:10")
+    both = LutSumPredictor(LatencyTable("t", {**table.entries, **head}, space="ofa-mbv3"), device="cpu")
+    res, _ = search("ofa-mbv3", target_ms=ofa_files["target"], latency=both, budget=300, classes=10)
+    assert res.space["num_classes"] == 10
+    best = digits.arch_from_dict(res.best["arch"])
+    assert res.best["latency_ms"] == pytest.approx(both.predict_archs(digits, digits.to_array([best]))[0])
+    assert res.best["latency_ms"] < both.predict_archs(OFAMobileNetV3Space(), digits.to_array([best]))[0]
+    space, arch = build_best(res.with_changes())
+    assert space.num_classes == 10 and arch == best
+    # the CLI records it; a table without that head, or a space without a classifier, is a clear error
+    out = tmp_path / "r.json"
+    proc = run_cli("search", "--space", "ofa-mbv3", "--latency-ms", f"{ofa_files['target']:.4f}", "--predictor",
+                   str(both.save(tmp_path / "both.tlp")), "--budget", "200", "--classes", "10", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["space"]["num_classes"] == 10
+    with pytest.raises(PredictorError, match="--classes 10"):
+        plan_search("ofa-mbv3", target_ms=ofa_files["target"], latency=ofa_files["lut"], classes=10)
+    with pytest.raises(ConfigError, match="--classes applies"):
+        plan_search("nb201", target_ms=1.0, latency="help:pixel3", classes=10)
 
 
 @needs_shared(SHARED / "data" / "help" / "nasbench201_latency_ms.csv")

@@ -1019,6 +1019,9 @@ def search_cmd(
     export: Annotated[str | None, typer.Option(help="Export the winner (onnx or tflite) into the folder "
                                                     "<output>-<format>/, as `tailor export` does.")] = None,
     supernet: Annotated[Path | None, typer.Option(help="With --export: supernet checkpoint with the weights.")] = None,
+    classes: Annotated[int | None, typer.Option(
+        "--classes", min=1, help="Classifier of the searched model (10 for the digits supernets; the table must "
+                                 "hold it, as `tailor table build` measures) [the space's: 1000].")] = None,
     train_epochs: Annotated[int, typer.Option(help="With --export: epochs on digits (fine-tune, or train from "
                                                    "scratch without --supernet).")] = 0,
     config_path: ConfigOpt = None,
@@ -1047,7 +1050,7 @@ def search_cmd(
         config.device(device)  # an unknown device fails before the search runs
     plan = plan_search(space, target_ms=latency_ms, target_ratio=latency_ratio, latency=predictor,
                        accuracy=accuracy, strategy=strategy, reward=reward, budget=budget, seed=seed, width=width,
-                       preset=preset, device=device, checkpoint=checkpoint)
+                       preset=preset, device=device, checkpoint=checkpoint, classes=classes)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[best]}"), console=err, transient=False) as bar:
         task = bar.add_task("search", total=budget, best="")

@@ -91,7 +91,13 @@ class LutSumPredictor(Predictor):
         """The resolutions of an OFA-style space whose every op this table holds (a table is usually measured at
         one or a few); a PredictorError when there is none (a table of another width, say)."""
         keys = set(self.keys_)
-        resolutions = [r for r in space.gene_choices()[-1] if {op.key for op in space.all_ops(r)} <= keys]
+        missing = {r: {op.key for op in space.all_ops(r)} - keys for r in space.gene_choices()[-1]}
+        resolutions = [r for r, m in missing.items() if not m]
+        heads = [r for r, m in missing.items() if all(k.startswith("Logits-") for k in m)]
+        if not resolutions and heads and getattr(space, "num_classes", None) is not None:
+            raise PredictorError(f"the lookup table lacks the {space.num_classes}-class classifier at resolution "
+                                 f"{heads[0]} (it has the rest of those ops): `tailor table build --classes "
+                                 f"{space.num_classes}` measures it")
         if not resolutions:
             raise PredictorError(f"the lookup table holds no resolution of {getattr(space, 'variant', space.name)} "
                                  "completely (is it a table of another width? see `tailor table show`)")

@@ -7,7 +7,8 @@ prediction was from the run.
 
 SearchResult file (JSON, ``schema`` = ``tailorkit.search-result``, ``version`` 1)::
 
-    space          {name, width, variant}             the space the arch belongs to
+    space          {name, width, variant, num_classes?}   the space the arch belongs to; num_classes: the
+                                                      classifier it was searched with, where the space builds one
     strategy       {name, preset?, …}                 the strategy and its settings
     reward         {name, target_ms, alpha?, beta?}
     budget, seed, evaluations, resumed_from, seconds, evaluations_per_s
@@ -223,10 +224,12 @@ def plan_search(space: str, *, target_ms: float | None = None, latency: str | Pa
                 reward: str = "mnasnet-soft", budget: int = 10_000, seed: int = 0, width: float = 1.0,
                 preset: str | None = None, strategy_options: Mapping[str, Any] | None = None,
                 device: str | None = None, checkpoint: str | Path | None = None,
-                target_ratio: float | None = None) -> SearchPlan:
+                target_ratio: float | None = None, classes: int | None = None) -> SearchPlan:
     """Check and load everything a search needs. The target is ``target_ms``, or ``target_ratio`` times the
-    predicted latency of the space's largest arch (a target that means the same on any machine)."""
-    space_obj = create_space(space, width)
+    predicted latency of the space's largest arch (a target that means the same on any machine). ``classes``
+    gives a space built here the classifier the searched model will be deployed with (10 for the digits
+    supernets; the spaces default to ImageNet's 1000, as published tables do)."""
+    space_obj = with_classes(create_space(space, width), classes)
     if (target_ms is None) == (target_ratio is None):
         raise ConfigError("give a target latency in ms or as a ratio of the largest arch's latency (not both)")
     if target_ratio is not None and not (isinstance(target_ratio, (int, float)) and 0 < target_ratio <= 1):
@@ -272,9 +275,22 @@ def plan_search(space: str, *, target_ms: float | None = None, latency: str | Pa
         raise ConfigError(f"strategy {strategy}: {exc}") from None
     fingerprint = {"space": space, "width": width, "strategy": strat.describe(), "reward": reward_obj.describe(),
                    "latency": source.description, "latency_digest": _digest(latency),
-                   "accuracy_digest": _digest(accuracy), "seed": seed, "allowed": allowed}
+                   "accuracy_digest": _digest(accuracy), "seed": seed, "allowed": allowed,
+                   **({"classes": classes} if classes is not None else {})}
     return SearchPlan(space_obj, genome, evaluator, strat, budget, seed, fingerprint, notes, predictor_info,
                       checkpoint)
+
+
+def with_classes(space: Any, classes: int | None) -> Any:
+    """``space`` with a ``classes``-way classifier (None: as it is)."""
+    if classes is None:
+        return space
+    if not hasattr(space, "with_classes"):
+        raise ConfigError(f"space {space.name!r} has no classifier built here; --classes applies to "
+                          "ofa-mbv3, spos, spos-reduced and mnasnet")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ConfigError(f"classes must be a whole number >= 1, got {classes!r}")
+    return space.with_classes(classes)
 
 
 def _digest(spec: Any) -> str | None:
@@ -326,7 +342,8 @@ def _result(space: Any, genome: Genome, hist: SearchHistory, runner: SearchRunne
     finite = curve[points - 1]
     return SearchResult(
         space={"name": space.name, "width": getattr(space, "width", None),
-               "variant": getattr(space, "variant", space.name)},
+               "variant": getattr(space, "variant", space.name),
+               **({"num_classes": space.num_classes} if hasattr(space, "with_classes") else {})},
         strategy=strategy, reward=reward, budget=budget, seed=seed, evaluations=len(hist),
         resumed_from=runner.resumed_from, seconds=round(runner.seconds, 4), latency_source=latency_desc,
         accuracy_source=acc_desc, best={**entry(best_i), "reward": _finite(hist.reward[best_i])},
@@ -343,7 +360,8 @@ def _finite(v: float) -> float | None:
 
 def build_best(result: SearchResult) -> tuple[Any, Any]:
     """The space and the winning arch of a result (checked against the space)."""
-    space = create_space(result.space["name"], result.space.get("width") or 1.0)
+    space = with_classes(create_space(result.space["name"], result.space.get("width") or 1.0),
+                         result.space.get("num_classes"))
     return space, space.arch_from_dict(result.best["arch"])
 
 
