@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from tailorkit.core import ConfigError, Latency, LatencyTable
+from tailorkit.core import BenchmarkSettings, ConfigError, Latency, LatencyTable
+from tailorkit.devices.base import Device
 from tailorkit.predictors import LutSumPredictor
 from tailorkit.search.api import SearchResult
 from tailorkit.search.genome import Genome
@@ -123,19 +125,32 @@ def test_a_table_without_the_pruned_widths_names_the_missing_op() -> None:
         predictor_latency(PRUNING, LutSumPredictor(full_only), what="base table")
 
 
-class _LineDevice:
+class _LineDevice(Device):
     """Runs exported networks and answers ``scale · (their table sum) + offset`` ms (read from the file name the
-    calibration gives each network): a device whose whole-network behaviour is known exactly."""
+    calibration gives each network), each run slower than the last: a device whose whole-network behaviour is
+    known exactly, on a machine whose speed drifts."""
 
     model_format = "onnx"
 
     def __init__(self, sums: dict[str, float], scale: float, offset: float) -> None:
-        self.sums, self.scale, self.offset = sums, scale, offset
+        super().__init__("line")
+        self.sums, self.scale, self.offset, self.slowdown = sums, scale, offset, 1.0
 
-    def run_model(self, path: Path, settings: object) -> Latency:
+    def info(self, settings: object = None) -> Any:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        return None
+
+    def profile_ops(self, path: Path, settings: object, input_shapes: object = None) -> Any:
+        raise NotImplementedError
+
+    def run_model(self, path: Path, settings: object, input_shapes: object = None) -> Latency:
         assert Path(path).is_file() and Path(path).stat().st_size > 0
         ms = self.scale * self.sums[Path(path).stem] + self.offset
-        return Latency(mean=ms, std=0.0, n=1, median=ms)
+        if Path(path).stem == "unpruned":  # a pair (unpruned, then smallest) runs at one speed, the next 10 % slower
+            self.slowdown *= 1.1
+        return Latency(mean=ms * self.slowdown, std=0.0, n=1, median=ms * self.slowdown)
 
 
 @pytest.mark.parametrize(("scale", "offset"), [(0.8, -0.5), (1.1, 0.2)])
@@ -145,8 +160,19 @@ def test_calibration_fits_the_line_through_the_measured_extremes(scale: float, o
     latency = predictor_latency(PRUNING, LutSumPredictor(_macs_table(PRUNING)), what="synthetic")
     ends = {"unpruned": [8] * PRUNING.n_blocks, "smallest": [2] * PRUNING.n_blocks}
     sums = {k: float(latency(np.array([v]))[0]) for k, v in ends.items()}
-    cal = _calibrated(PRUNING, latency, _LineDevice(sums, scale, offset), None, rounds=1)
-    assert cal.calibration["scale"] == pytest.approx(scale) and cal.calibration["offset_ms"] == pytest.approx(offset)
+    device = _LineDevice(sums, scale, offset)
+    device.slowdown = 1 / 1.1  # the first pair at the line's own speed, then 1.1, 1.21, 1.331, 1.4641 × slower
+    cal = _calibrated(PRUNING, latency, device, BenchmarkSettings(warmup=0, runs=1))
+    # the smallest pruning sits at its ratio to the unpruned subnet in the same pair, the unpruned subnet at its
+    # median: the line is the machine's at its median speed over the calibration, not tilted by the drift
+    speed = 1.1 ** 2
+    assert cal.calibration["pairs"] == 5 and cal.calibration["ratio_spread"] == pytest.approx(0.0, abs=1e-12)
+    assert cal.calibration["scale"] == pytest.approx(speed * scale)
+    assert cal.calibration["offset_ms"] == pytest.approx(speed * offset)
+    ref = cal.calibration["reference"]  # the unpruned subnet, for the prune's closed loop
+    assert ref["arch"] == PRUNING.base_space.arch_to_dict(PRUNING.arch) and ref["num_classes"] == 1000
+    assert ref["ms"] == pytest.approx(speed * (scale * sums["unpruned"] + offset))
+    scale, offset = speed * scale, speed * offset
     keeps = np.random.default_rng(1).choice(KEEP_EIGHTHS, size=(5, PRUNING.n_blocks))
     assert np.allclose(cal(keeps), scale * latency(keeps) + offset)
     per_block, fixed = cal.per_block()

@@ -137,8 +137,9 @@ def profile(
     resolution: Annotated[int, typer.Option(help="Input resolution of built-in models.")] = 224,
     sort: Annotated[str, typer.Option(help="Per-op row order: run (execution order) or time.")] = "run",
     against: Annotated[str | None, typer.Option(
-        "--against", help="Measure in alternation with this model (same forms; built-ins at --resolution) and "
-                          "report the ratio, which holds still while a shared machine's speed moves.")] = None,
+        "--against", help="Measure in alternation with this model (same forms; built-ins at --resolution, others "
+                          "with --shape) and report the ratio, which holds still while a shared machine's speed "
+                          "moves.")] = None,
     pairs: Annotated[int | None, typer.Option(min=1, help="With --against: alternations [the device's own: 32 "
                                                           "in process, 5 whole runs otherwise].")] = None,
     config_path: ConfigOpt = None,
@@ -203,8 +204,11 @@ def _profile_against(model: str, against: str, dev: Any, settings: BenchmarkSett
                      shapes: dict[str, tuple[int, ...]], resolution: int, pairs: int | None, config: TailorConfig,
                      as_json: bool) -> None:
     from tailorkit.profiler.api import profile_paired
+    from tailorkit.profiler.models import BUILTIN_MODELS
 
+    # --shape describes the reference's input too, unless it is a built-in (those take --resolution)
     result = profile_paired(model, against, dev, settings=settings, input_shapes=shapes or None, pairs=pairs,
+                            reference_shapes=None if against in BUILTIN_MODELS else shapes or None,
                             resolution=resolution, config=config)
     lat = result.latency
     if as_json:

@@ -188,6 +188,7 @@ def calibrate_against_reference(predictor: LutSumPredictor, space: Any, archs: l
     X = space.op_counts(space.to_array(archs), predictor.keys_)
     predictor.fit(X, normalised)
     predictor.reference_ = {"space": space.name, "width": float(getattr(space, "width", 1.0)),
+                            "num_classes": getattr(space, "num_classes", None),
                             "arch": space.arch_to_dict(reference), "ms": reference_ms,
                             "spread": float(np.ptp(pairs[:, :, 1]) / reference_ms)}
     return X @ predictor.latency_, normalised

@@ -146,6 +146,8 @@ def measure_closed_loop(model: str | Path | nn.Module, input_shape: Sequence[int
         prof = profile(model, device, input_shapes=shapes, config=config)
         return ClosedLoopMeasurement(prof.device, prof.settings, prof.latency)
     space = create_space(reference["space"], float(reference["width"]))
+    if reference.get("num_classes") is not None:
+        space = space.with_classes(int(reference["num_classes"]))
     ref_arch = space.arch_from_dict(reference["arch"])
     paired = profile_paired(model, space.build(ref_arch), device, config=config,
                             input_shapes=shapes, reference_shapes={"input": space.input_shape(ref_arch)})

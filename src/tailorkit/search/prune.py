@@ -206,13 +206,15 @@ def predictor_latency(space: PruningSpace, predictor: Any, *, what: str) -> Bloc
 
 
 def measured_latency(space: PruningSpace, device: Any, store: Any, settings: Any,
-                     progress: Callable[[Any], None] | None = None, calibration_rounds: int = 3) -> BlockLatency:
+                     progress: Callable[[Any], None] | None = None, calibrate: bool = True) -> BlockLatency:
     """Every op the pruning can use, measured on ``device`` into the base space's table at the subnet's
     resolution (what is there already is reused, an interrupted run resumes), read back as the latency source —
     the pruned widths become ordinary entries of the same table — and calibrated on whole networks.
 
     The calibration is the lookup-table predictor's ``a · Σ + b``, through two points measured end to end now:
-    the unpruned subnet and the smallest pruning, alternating for ``calibration_rounds`` rounds (0: none). A sum
+    the smallest pruning in alternation with the unpruned subnet (``Device.run_paired``; none with
+    ``calibrate=False``). The unpruned subnet is kept as the speed reference of the prune's closed loop, as
+    `tailor predictor calibrate` keeps one. A sum
     of single-op runs carries each op's own call overhead, which a whole network pays once, so narrow prunings run
     well under their table sum (benchmarks/results/prune.md), and the table may have been measured on another day
     of this machine's drifting speed; a pruning sits between the two points, so the line holds where the search
@@ -229,24 +231,24 @@ def measured_latency(space: PruningSpace, device: Any, store: Any, settings: Any
     table = store.table(name, device=report.device.fingerprint, settings=settings.fingerprint)
     predictor = LutSumPredictor(table, device=report.device.name)
     latency = predictor_latency(space, predictor, what=f"table {name} measured on {report.device.name}")
-    return _calibrated(space, latency, device, settings, calibration_rounds) if calibration_rounds else latency
+    return _calibrated(space, latency, device, settings) if calibrate else latency
 
 
-def _calibrated(space: PruningSpace, latency: BlockLatency, device: Any, settings: Any, rounds: int) -> BlockLatency:
+def _calibrated(space: PruningSpace, latency: BlockLatency, device: Any, settings: Any) -> BlockLatency:
+    """The line through the unpruned subnet and the smallest pruning. They are measured in alternation, so their
+    ratio holds however the machine's speed moves meanwhile; the smallest pruning is placed at that ratio × the
+    unpruned subnet's median."""
     from tailorkit.profiler.tables import export_module
 
     shape = tuple(space.base_space.input_shape(space.arch))
     ends = {"unpruned": (KEEP_EIGHTHS[-1],) * space.n_blocks, "smallest": (KEEP_EIGHTHS[0],) * space.n_blocks}
     sums = {k: float(latency.table_sum(np.array([keep]))[0]) for k, keep in ends.items()}
-    times: dict[str, list[float]] = {k: [] for k in ends}
     with tempfile.TemporaryDirectory(prefix="tailor-prune-") as tmp:
         paths = {k: export_module(build_network(space.pruned_ops(keep)), torch.randn(*shape), Path(tmp) / k,
                                   device.model_format) for k, keep in ends.items()}
-        for _ in range(rounds):
-            for k, path in paths.items():
-                lat = device.run_model(path, settings)
-                times[k].append(float(lat.median if lat.median is not None else lat.mean))
-    m = {k: float(np.median(v)) for k, v in times.items()}
+        paired = device.run_paired(paths["smallest"], paths["unpruned"], settings)
+    unpruned = float(paired.reference.median if paired.reference.median is not None else paired.reference.mean)
+    m = {"unpruned": unpruned, "smallest": paired.ratio * unpruned}
     a = (m["unpruned"] - m["smallest"]) / (sums["unpruned"] - sums["smallest"])
     b = m["unpruned"] - a * sums["unpruned"]
     if not a > 0:  # noise swamped the difference: keep the ratio at the unpruned end
@@ -255,8 +257,13 @@ def _calibrated(space: PruningSpace, latency: BlockLatency, device: Any, setting
     out.scale, out.offset = a, b
     out.description = (f"{latency.description}, calibrated {a:.3f} x sum {b:+.3f} ms on the unpruned subnet "
                        f"({m['unpruned']:.3f} ms measured, table sum {sums['unpruned']:.3f}) and the smallest "
-                       f"pruning ({m['smallest']:.3f} ms, sum {sums['smallest']:.3f})")
-    out.calibration = {"scale": a, "offset_ms": b, "rounds": rounds, "measured_ms": m, "table_sum_ms": sums}
+                       f"pruning ({m['smallest']:.3f} ms, sum {sums['smallest']:.3f}), measured in alternation")
+    base = space.base_space
+    out.calibration = {"scale": a, "offset_ms": b, "pairs": paired.pairs, "ratio": paired.ratio,
+                       "ratio_spread": paired.ratio_spread, "measured_ms": m, "table_sum_ms": sums,
+                       "reference": {"space": base.name, "width": float(base.width),
+                                     "num_classes": int(base.num_classes), "arch": base.arch_to_dict(space.arch),
+                                     "ms": unpruned, "spread": paired.ratio_spread}}
     return out
 
 

@@ -508,6 +508,9 @@ def export_prune_result(path: str | Path, out: str | Path, options: ExportOption
     predicted: dict[str, Any] = {"latency_ms": float(result.predicted["latency_ms"]), "source": result.latency_source}
     if result.predicted.get("device"):
         predicted["device"] = result.predicted["device"]
+    reference = (result.predicted.get("calibration") or {}).get("reference")
+    if reference is not None:  # the unpruned subnet the calibration measured the prunings against
+        predicted["reference"] = reference
     if options.quantize:
         predicted["note"] = "predicted for the float32 model"
     source = {"kind": "prune-result", "path": str(path), "sha256": sha256_file(Path(path))}
