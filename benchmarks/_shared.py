@@ -48,3 +48,27 @@ def tvm_op_rows(ops: Sequence[Any], folder: Path, tvm: Any, tuned: Any, n_tuned:
               flush=True)
     return rows
 
+
+
+def calibrate_both_ways(table: Any, space: Any, reference: Any, n: int = 8) -> tuple[Any, ...]:
+    """`tailor predictor calibrate` on ``table`` for ``space`` on the CPU: ``n`` subnets, each measured in
+    alternation with ``reference`` (the speed reference). The same runs also give the plain calibration, on each
+    model's own median. Returns (calibrated predictor, plain predictor, the calibration subnets, their table sums,
+    measured at the reference's speed, measured plainly)."""
+    from tailorkit.predictors import LutSumPredictor
+    from tailorkit.predictors.lut import calibrate_against_reference, calibration_archs, measure_and_correct
+    from tailorkit.profiler.api import profile_archs_paired
+
+    pred, plain = LutSumPredictor(table, device="cpu"), LutSumPredictor(table, device="cpu")
+    own: dict[int, float] = {}
+
+    def measure_pair(arch: Any) -> tuple[float, float]:
+        lat = profile_archs_paired(space, arch, reference, "cpu")
+        own[id(arch)] = float(lat.target.median)
+        return lat.ratio, float(lat.reference.median)
+
+    print("calibration…", flush=True)
+    archs = calibration_archs(space, pred, n, seed=0)
+    sums, at_reference = calibrate_against_reference(pred, space, archs, reference, measure_pair)
+    _, measured = measure_and_correct(plain, space, archs, lambda a: own[id(a)])
+    return pred, plain, archs, sums, at_reference, measured

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _shared import calibrate_both_ways
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WIDTH, R = 1.2, 160
@@ -117,8 +118,7 @@ def bench_simplify(report: dict[str, Any], rounds: int) -> None:
 
 def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> None:
     from tailorkit.predictors import LutSumPredictor
-    from tailorkit.predictors.lut import calibrate_against_reference, calibration_archs, measure_and_correct
-    from tailorkit.profiler.api import build_table, measure_closed_loop, profile_paired
+    from tailorkit.profiler.api import build_table, measure_closed_loop
     from tailorkit.profiler.store import TableStore
     from tailorkit.search.specialize import ExportOptions, export_arch
     from tailorkit.search.supernet import load_digits_splits
@@ -129,24 +129,8 @@ def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> No
         build_table("ofa-mbv3", "cpu", resolution=R, width=WIDTH, store=store)
         table = store.table(f"ofa-mbv3-w{WIDTH:g}-r{R}")
     raw = LutSumPredictor(table, device="cpu")
-    plain = LutSumPredictor(table, device="cpu")
-    pred = LutSumPredictor(table, device="cpu")
     reference = space.smallest(R)
-    # `tailor predictor calibrate` (8 subnets, each in alternation with the smallest one); its runs also give the
-    # plain calibration on each model's own median
-    own: dict[int, float] = {}
-
-    def measure_pair(arch: Any) -> tuple[float, float]:
-        lat = profile_paired(space.build(arch), space.build(reference), "cpu",
-                             input_shapes={"input": space.input_shape(arch)},
-                             reference_shapes={"input": space.input_shape(reference)}).latency
-        own[id(arch)] = float(lat.target.median)
-        return lat.ratio, float(lat.reference.median)
-
-    print("calibration…", flush=True)
-    cal_archs = calibration_archs(space, pred, 8, seed=0)
-    calibrate_against_reference(pred, space, cal_archs, reference, measure_pair)
-    measure_and_correct(plain, space, cal_archs, lambda a: own[id(a)])
+    pred, plain, cal_archs, *_ = calibrate_both_ways(table, space, reference)
     ref_info = pred.reference_
     rng = np.random.default_rng(11)
     archs = subnets() + [space.sample(rng, R) for _ in range(5)]

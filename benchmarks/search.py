@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _shared import calibrate_both_ways
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -251,8 +252,7 @@ def plot(ofa: dict[str, Any], nb: dict[str, Any], device: str) -> None:
 
 def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None, n_subnets: int) -> None:
     from tailorkit.predictors import LutSumPredictor
-    from tailorkit.predictors.lut import calibrate_against_reference, calibration_archs, measure_and_correct
-    from tailorkit.profiler.api import build_table, measure_closed_loop, profile_paired
+    from tailorkit.profiler.api import build_table, measure_closed_loop
     from tailorkit.profiler.store import TableStore
     from tailorkit.search.api import fastest_reachable, search
     from tailorkit.search.genome import Genome
@@ -264,26 +264,11 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
         build_table("ofa-mbv3", "cpu", resolution=160, width=1.2, store=store)
         table = store.table("ofa-mbv3-w1.2-r160")
     raw = LutSumPredictor(table, device="cpu")
-    plain = LutSumPredictor(table, device="cpu")
-    pred = LutSumPredictor(table, device="cpu")
     acc = accuracy_predictor(ckpt, n_subnets)
     reference = space.smallest(160)
-
     # the product's workflow (`tailor predictor calibrate`): 8 whole subnets, each run in alternation with the
     # speed reference (the smallest subnet); the same runs give the plain calibration (each model's own median)
-    cal_archs = calibration_archs(space, pred, 8, seed=0)
-    own: dict[int, float] = {}
-
-    def measure_pair(arch: Any) -> tuple[float, float]:
-        lat = profile_paired(space.build(arch), space.build(reference), "cpu",
-                             input_shapes={"input": space.input_shape(arch)},
-                             reference_shapes={"input": space.input_shape(reference)}).latency
-        own[id(arch)] = float(lat.target.median)
-        return lat.ratio, float(lat.reference.median)
-
-    print("calibration…", flush=True)
-    sums, cal_measured = calibrate_against_reference(pred, space, cal_archs, reference, measure_pair)
-    _, cal_plain = measure_and_correct(plain, space, cal_archs, lambda a: own[id(a)])
+    pred, plain, _, sums, cal_measured, cal_plain = calibrate_both_ways(table, space, reference)
     ref_info = pred.reference_
     print(f"calibration: {pred.coef_[0]:.3f} × sum {pred.coef_[1]:+.3f} ms against the reference "
           f"({ref_info['ms']:.3f} ms, spread {100 * ref_info['spread']:.0f} %); plain {plain.coef_[0]:.3f} × sum "

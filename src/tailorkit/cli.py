@@ -824,7 +824,7 @@ def predictor_calibrate(
         calibration_archs,
         measure_and_correct,
     )
-    from tailorkit.profiler.api import profile, profile_paired
+    from tailorkit.profiler.api import profile, profile_archs_paired
 
     config = load_config(config_path)
     config.device(device)
@@ -866,9 +866,7 @@ def predictor_calibrate(
             return ms
 
         def measure_pair(arch: Any) -> tuple[float, float]:
-            paired = profile_paired(space_obj.build(arch), space_obj.build(ref_arch), device, settings=settings,
-                                    config=config, input_shapes={"input": space_obj.input_shape(arch)},
-                                    reference_shapes={"input": space_obj.input_shape(ref_arch)}).latency
+            paired = profile_archs_paired(space_obj, arch, ref_arch, device, settings=settings, config=config)
             bar.advance(task)
             return paired.ratio, float(paired.reference.median or paired.reference.mean)
 

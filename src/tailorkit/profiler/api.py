@@ -109,6 +109,15 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
                              latency=latency)
 
 
+def profile_archs_paired(space: Any, arch: Any, reference: Any, device: str | Device = "cpu", *,
+                         settings: BenchmarkSettings | None = None,
+                         config: TailorConfig | None = None) -> PairedLatency:
+    """``arch`` of ``space`` measured in alternation with the ``reference`` arch (both built fresh)."""
+    return profile_paired(space.build(arch), space.build(reference), device, settings=settings, config=config,
+                          input_shapes={"input": space.input_shape(arch)},
+                          reference_shapes={"input": space.input_shape(reference)}).latency
+
+
 @dataclass(frozen=True)
 class ClosedLoopMeasurement:
     """A model measured after a prediction of it: its own latency now and, when the predictor was calibrated
