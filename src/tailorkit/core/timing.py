@@ -23,19 +23,14 @@ def time_runs(run_once: Callable[[], object], settings: BenchmarkSettings) -> La
     batches of ``runs`` until the kept samples' CV reaches it or ``sample_limit`` samples exist. The wall-clock
     ``timeout_s`` covers the whole measurement."""
     clock = time.perf_counter_ns
-    start = clock()
-    limit = start + int(settings.timeout_s * 1e9)
-
-    def check_timeout() -> None:
-        if clock() > limit:
-            raise DeviceError(f"measurement exceeded its timeout of {settings.timeout_s:g} s")
+    limit = clock() + int(settings.timeout_s * 1e9)
 
     warm: list[int] = []
     for _ in range(settings.warmup):
         t0 = clock()
         run_once()
         warm.append(clock() - t0)
-        check_timeout()
+        _check_deadline(limit, settings)
     number = settings.number or auto_number(warm, settings.min_sample_ms)
     samples: list[float] = []
     batch = settings.runs
@@ -47,11 +42,17 @@ def time_runs(run_once: Callable[[], object], settings: BenchmarkSettings) -> La
             t1 = clock()
             samples.append((t1 - t0) / 1e6 / number)
             if t1 > limit:
-                check_timeout()
+                _check_deadline(limit, settings)
         latency = Latency.from_samples(samples, settings.outlier, number)
         if settings.target_cv is None or latency.cv <= settings.target_cv or len(samples) >= settings.sample_limit:
             return latency
         batch = min(settings.runs, settings.sample_limit - len(samples))
+
+
+def _check_deadline(limit_ns: int, settings: BenchmarkSettings) -> None:
+    """The whole measurement's wall-clock limit (``timeout_s``), checked between runs."""
+    if time.perf_counter_ns() > limit_ns:
+        raise DeviceError(f"measurement exceeded its timeout of {settings.timeout_s:g} s")
 
 
 def auto_number(warmup_ns: list[int], min_sample_ms: float) -> int:
@@ -79,8 +80,7 @@ def time_paired(run_target: Callable[[], object], run_reference: Callable[[], ob
             t0 = clock()
             run()
             into.append(clock() - t0)
-        if clock() > limit:
-            raise DeviceError(f"measurement exceeded its timeout of {settings.timeout_s:g} s")
+        _check_deadline(limit, settings)
     plans = []
     for run, w in ((run_reference, warm[1]), (run_target, warm[0])):
         number = settings.number or auto_number(w, settings.min_sample_ms)
@@ -98,7 +98,6 @@ def time_paired(run_target: Callable[[], object], run_reference: Callable[[], ob
                     run()
                 block.append((clock() - t0) / 1e6 / number)
             into.append(block[_DROPPED:])
-        if clock() > limit:
-            raise DeviceError(f"measurement exceeded its timeout of {settings.timeout_s:g} s")
+        _check_deadline(limit, settings)
     (_, ref_number, _), (_, tgt_number, _) = plans
     return PairedLatency.from_blocks(blocks[1], blocks[0], settings.outlier, tgt_number, ref_number)

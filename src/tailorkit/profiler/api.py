@@ -60,18 +60,26 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev, torch_threads(1):
-        prepared = prepare_model(model, Path(tmp), input_shapes=input_shapes, resolution=resolution,
-                                 fmt=dev.model_format)
-        fmt = prepared.path.suffix.lower().lstrip(".")
-        if fmt in ("onnx", "tflite") and fmt != dev.model_format:
-            # a .tflite file cannot become ONNX (ONNX files become TFLite through export/onnx_import)
-            raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {prepared.label!r} is "
-                              f"{fmt}; profile the built-in or torch model instead (it is converted), export it "
-                              f"with `tailor export --format {dev.model_format}`, or pick a device that runs {fmt}")
+        prepared = _prepare(model, Path(tmp), dev, input_shapes, resolution)
         latency = dev.run_model(prepared.path, settings, prepared.input_shapes)
         ops = tuple(dev.profile_ops(prepared.path, settings, prepared.input_shapes)) if per_op else None
         return ModelProfile(model=prepared.label, device=dev.info(settings), settings=settings, latency=latency,
                             input_shapes=prepared.input_shapes, ops=ops)
+
+
+def _prepare(model: str | Path | nn.Module, workdir: Path, dev: Device,
+             input_shapes: Mapping[str, Sequence[int]] | None, resolution: int) -> Any:
+    """The file ``dev`` runs for ``model`` (see :func:`prepare_model`), or a ConfigError when it is a model file
+    of the other format."""
+    prepared = prepare_model(model, workdir, input_shapes=input_shapes, resolution=resolution,
+                             fmt=dev.model_format)
+    fmt = prepared.path.suffix.lower().lstrip(".")
+    if fmt in ("onnx", "tflite") and fmt != dev.model_format:
+        # a .tflite file cannot become ONNX (ONNX files become TFLite through export/onnx_import)
+        raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {prepared.label!r} is "
+                          f"{fmt}; profile the built-in or torch model instead (it is converted), export it "
+                          f"with `tailor export --format {dev.model_format}`, or pick a device that runs {fmt}")
+    return prepared
 
 
 @dataclass(frozen=True)
@@ -94,15 +102,10 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev, torch_threads(1):
-        prepared = []
-        for m, name, shapes in ((model, "model", input_shapes), (reference, "reference", reference_shapes)):
+        for name in ("model", "reference"):
             (Path(tmp) / name).mkdir()
-            prepared.append(prepare_model(m, Path(tmp) / name, input_shapes=shapes, resolution=resolution,
-                                          fmt=dev.model_format))
-        for p in prepared:
-            if p.path.suffix.lower().lstrip(".") != dev.model_format:
-                raise ConfigError(f"device {dev.name!r} runs {dev.model_format} models, and {p.label!r} is not one")
-        target, ref = prepared
+        target = _prepare(model, Path(tmp) / "model", dev, input_shapes, resolution)
+        ref = _prepare(reference, Path(tmp) / "reference", dev, reference_shapes, resolution)
         latency = dev.run_paired(target.path, ref.path, settings, target.input_shapes, ref.input_shapes,
                                  **({} if pairs is None else {"pairs": pairs}))
         return PairedProfile(model=target.label, reference=ref.label, device=dev.info(settings), settings=settings,

@@ -277,8 +277,8 @@ def _measure(path: Path, shape: tuple[int, ...], predicted: Mapping[str, Any] | 
     from tailorkit.profiler.api import measure_closed_loop
 
     reference = (predicted or {}).get("reference")
-    use = reference is not None and options.fmt in ("onnx", "tflite") and _comparable(predicted, options,
-                                                                                        options.device) is None
+    use = reference is not None and options.fmt in ("onnx", "tflite") and _comparable(
+        predicted or {}, options, options.device) is None
     return measure_closed_loop(path, shape, options.device or "", reference=reference if use else None,
                                config=config)
 
@@ -414,10 +414,8 @@ def _export_into(space: Any, arch: Any, out: str | Path, options: ExportOptions,
     return manifest
 
 
-def _comparable(predicted: Mapping[str, Any] | None, options: ExportOptions, device: str | None) -> str | None:
+def _comparable(predicted: Mapping[str, Any], options: ExportOptions, device: str | None) -> str | None:
     """``None`` when ``predicted`` is a prediction of this very model on ``device``, else why it is not."""
-    if predicted is None or predicted.get("latency_ms") is None:
-        return "no prediction"
     predicted_device = predicted.get("device")
     if options.quantize:
         return "the prediction is for the float32 model, so no error against it is computed"
@@ -429,12 +427,14 @@ def _comparable(predicted: Mapping[str, Any] | None, options: ExportOptions, dev
 def _measured_entry(measured: Any, shape: tuple[int, ...], predicted: Mapping[str, Any] | None,
                     options: ExportOptions) -> dict[str, Any]:
     """The measurement for the manifest; its error only against a prediction of this very model on this device."""
+    if predicted is None or predicted.get("latency_ms") is None:
+        return {**measured.entry(None), "input_shape": list(shape)}
     why_not = _comparable(predicted, options, measured.device.name)
-    entry = measured.entry(None if why_not else float((predicted or {})["latency_ms"]))
+    entry = measured.entry(None if why_not else float(predicted["latency_ms"]))
     entry["input_shape"] = list(shape)
-    if why_not is not None and why_not != "no prediction":
+    if why_not is not None:
         entry["note"] = why_not
-    elif why_not is None and (predicted or {}).get("device") is None:
+    elif predicted.get("device") is None:
         entry["note"] = "the predictor does not name its device; the error assumes it is this one"
     return entry
 
@@ -522,26 +522,34 @@ def export_prune_result(path: str | Path, out: str | Path, options: ExportOption
 def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]:
     """A predictor file's latency for ``arch`` as exported: with the digits head. A lookup table without that
     head's entry predicts the space's own classifier, and the entry says so."""
-    from tailorkit.core.errors import PredictorError
     from tailorkit.search.api import latency_source
+    from tailorkit.search.objectives import PredictorLatency
 
+    source, info = latency_source(space, predictor)
     note = None
-    try:
-        target = digits_space(space) if space.buildable else space
-        source, info = latency_source(target, predictor)
-        ms = float(np.asarray(source(target.genes([arch])))[0])
-    except PredictorError as exc:
-        if "Logits" not in str(exc):
-            raise
-        source, info = latency_source(space, predictor)
-        ms = float(np.asarray(source(space.genes([arch])))[0])
-        note = (f"predicted with the table's {space.num_classes}-class classifier: the table has no entry for the "
-                f"exported model's {DIGITS_CLASSES}-class one (`tailor table build` measures it)")
+    if space.buildable:
+        digits = digits_space(space)
+        if _lacks_only_the_head(source.predictor, space, digits, arch):
+            note = (f"predicted with the table's {space.num_classes}-class classifier: the table has no entry for "
+                    f"the exported model's {DIGITS_CLASSES}-class one (`tailor table build` measures it)")
+        else:
+            space, source = digits, PredictorLatency(digits, source.predictor)
+    ms = float(np.asarray(source(space.genes([arch])))[0])
     info = info or {}
     return {"latency_ms": ms, "source": source.description,
             **{k: info[k] for k in ("device", "reference") if info.get(k) is not None},
             **({"note": note} if note else {})}
 
+
+
+def _lacks_only_the_head(predictor: Any, space: Any, digits: Any, arch: Any) -> bool:
+    """A lookup table that has every op of ``arch`` but the digits classifier (one that interpolates, or a
+    learned predictor, scores any op)."""
+    keys = getattr(predictor, "keys_", None)
+    if keys is None or getattr(predictor, "interpolate", False):
+        return False
+    missing = {op.key for op in digits.ops(arch)} - set(keys)
+    return bool(missing) and not missing & {op.key for op in space.ops(arch)}
 
 
 def rerun_accuracy(folder: str | Path, manifest: ExportManifest) -> float:
