@@ -308,6 +308,8 @@ def test_supernet_train_resume_and_eval(tmp_path: Path) -> None:
     assert trained.returncode == 0, trained.stderr
     assert "epoch 1/1" in trained.stderr and (ckpt / "supernet.pt").exists()
     assert "warning: the supernet is still at chance" in trained.stderr  # two steps teach it nothing; it says so
+    config = json.loads((ckpt / "config.json").read_text())
+    assert (config["sandwich"], config["distill"]) == (True, 1.0)  # the defaults, recorded for resume checks
     again = run_cli(*args)  # already done: resumes, trains nothing, keeps the checkpoint
     assert again.returncode == 0 and "nothing to train" in again.stderr and "epoch 1/1" not in again.stderr
     arch = json.dumps({"ks": [3] * 20, "e": [4] * 20, "d": [2] * 5, "r": 160})
@@ -318,7 +320,11 @@ def test_supernet_train_resume_and_eval(tmp_path: Path) -> None:
     assert "no supernet checkpoint" in _error_line(run_cli("supernet", "eval", str(tmp_path / "none")))
     other = run_cli("supernet", "train", "-o", str(ckpt), "--epochs", "3")
     assert "was trained with" in _error_line(other)
+    labels_only = run_cli(*args, "--no-sandwich", "--distill", "0")  # other settings than the checkpoint's
+    assert "was trained with" in _error_line(labels_only)
+    assert "distill must be >= 0" in _error_line(run_cli("supernet", "train", "-o", str(tmp_path / "z"),
+                                                         "--distill", "-1"))
     assert "no supernet for space 'nb201'" in _error_line(run_cli("supernet", "train", "-o", str(tmp_path / "x"),
                                                                   "--space", "nb201"))
     assert "widths" in _error_line(run_cli("supernet", "train", "-o", str(tmp_path / "y"), "--width", "0.5"))
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()

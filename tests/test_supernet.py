@@ -116,6 +116,43 @@ def test_short_training_learns_and_resumes_after_a_kill(tmp_path: Path) -> None:
         load_supernet(tmp_path / "missing")
 
 
+def test_sandwich_steps_train_the_phase_smallest_and_distil_from_the_largest(tmp_path: Path) -> None:
+    import json
+
+    import torch.nn.functional as F
+
+    from tailorkit.search.supernet import make_supernet, path_loss, phase_smallest, read_config, training_paths
+
+    gen = torch.Generator().manual_seed(0)
+    config = SupernetConfig()
+    space = OFAMobileNetV3Space()
+    net = make_supernet(config)
+    largest, smallest, sampled = training_paths(net, config, "expand", gen)
+    assert largest == space.largest(largest.r) and smallest == space.smallest(128)
+    assert sampled not in (largest, smallest)
+    kernel = phase_smallest("kernel", 128)  # only the kernel is elastic yet
+    assert set(kernel.ks) == {3} and set(kernel.e) == {6} and set(kernel.d) == {4}
+    assert training_paths(net, config, "kernel", gen)[1] == kernel
+    assert len(training_paths(net, SupernetConfig(sandwich=False), "expand", gen)) == 2
+    assert len(training_paths(net, SupernetConfig(subnets_per_step=1), "expand", gen)) == 1  # nothing sampled
+    logits, labels = torch.randn(8, 10), torch.randint(10, (8,))
+    ce = F.cross_entropy(logits, labels)
+    assert path_loss(logits, labels, None, 1.0) == ce
+    torch.testing.assert_close(path_loss(logits, labels, F.log_softmax(logits, 1), 1.0), ce)  # agrees with teacher
+    other = F.log_softmax(torch.randn(8, 10), 1)
+    assert path_loss(logits, labels, other, 1.0) > ce and path_loss(logits, labels, other, 0.0) == ce
+    with pytest.raises(ConfigError, match="distill"):
+        SupernetConfig(distill=-1.0)
+    # a checkpoint written before the two settings existed was trained without them, and resumes so
+    (tmp_path / "old").mkdir()
+    legacy = {k: v for k, v in SupernetConfig().__dict__.items() if k not in ("sandwich", "distill")}
+    (tmp_path / "old" / "config.json").write_text(json.dumps(legacy))
+    stored = read_config(tmp_path / "old")
+    assert stored.sandwich is False and stored.distill == 0.0
+    spos = SupernetConfig(space="spos-reduced")  # uniform paths: the settings do not apply and are not recorded
+    assert (spos.sandwich, spos.distill) == (False, 0.0)
+
+
 def test_a_last_batch_of_one_image_is_skipped(tmp_path: Path) -> None:
     """1 257 training images in batches of 1 256 leave one image: batch norm cannot train on it."""
     config = SupernetConfig(epochs=1, batch_size=1256, subnets_per_step=1, seed=0)

@@ -475,7 +475,12 @@ def supernet_train(
     width: WidthOpt = 1.0,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 0.05,
-    subnets: Annotated[int, typer.Option(help="Subnets trained per step (OFA: the largest plus sampled ones).")] = 2,
+    subnets: Annotated[int, typer.Option(help="Subnets trained per step (OFA: the largest, the phase's smallest "
+                                              "with --sandwich, and sampled ones).")] = 2,
+    sandwich: Annotated[bool, typer.Option(help="OFA: train the phase's smallest subnet every step (BigNAS's "
+                                                "sandwich rule).")] = True,
+    distill: Annotated[float, typer.Option(help="OFA: weight of in-place distillation from the largest subnet "
+                                                "(0: labels only).")] = 1.0,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Steps per epoch [one pass over the images].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -489,7 +494,8 @@ def supernet_train(
     if epochs is None:
         epochs = 8 if space == "ofa-mbv3" else 20
     config = SupernetConfig(epochs=epochs, batch_size=batch_size, lr=lr, subnets_per_step=subnets, width=width,
-                            seed=seed, steps_per_epoch=steps_per_epoch, space=space)
+                            seed=seed, steps_per_epoch=steps_per_epoch, space=space, sandwich=sandwich,
+                            distill=distill)
     spaces.create(space, width=width)  # a bad width fails before any folder is made
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False) as bar:
