@@ -43,7 +43,7 @@ demo: $(STAMP) $(TVM_STAMP)
 	$(BIN)/tailor predictor predict out/lut-w1.2-r160.tlp --width 1.2 --arch '$(LARGEST_160)' --arch '$(SMALLEST_160)'
 	$(BIN)/tailor supernet train --space ofa-mbv3 --width 1.2 --epochs 4 -o out/supernet-w1.2
 	$(BIN)/tailor supernet accuracy out/supernet-w1.2 --n 40 -o out/accuracy.tlp
-	$(BIN)/tailor predictor calibrate out/lut-w1.2-r160.tlp --device cpu --width 1.2 -o out/lut-cal-w1.2-r160.tlp
+	$(BIN)/tailor predictor calibrate out/lut-w1.2-r160.tlp --device cpu --width 1.2 --classes 10 -o out/lut-cal-w1.2-r160.tlp
 	$(BIN)/tailor search --space ofa-mbv3 --width 1.2 --predictor out/lut-cal-w1.2-r160.tlp --accuracy out/accuracy.tlp \
 	  --latency-ratio 0.6 --strategy evolution --budget 20000 --classes 10 --device cpu -o out/search.json
 	$(BIN)/tailor export out/search.json --supernet out/supernet-w1.2 --format onnx --device cpu --refit --db $(DB) \

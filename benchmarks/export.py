@@ -129,15 +129,15 @@ def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> No
         build_table("ofa-mbv3", "cpu", resolution=R, width=WIDTH, store=store)
         table = store.table(f"ofa-mbv3-w{WIDTH:g}-r{R}")
     raw = LutSumPredictor(table, device="cpu")
+    # the exported models end in the digits head, which the table build measured besides the space's 1000-class
+    # one: calibrated (`tailor predictor calibrate --classes 10`) and predicted with it, as `tailor export` does
+    digits = space.with_classes(10)
     reference = space.smallest(R)
-    pred, plain, cal_archs, *_ = calibrate_both_ways(table, space, reference)
+    pred, plain, cal_archs, *_ = calibrate_both_ways(table, digits, reference)
     ref_info = pred.reference_
     rng = np.random.default_rng(11)
     archs = subnets() + [space.sample(rng, R) for _ in range(5)]
     as_array = space.to_array(archs)
-    # the exported models end in the digits head, which the table build measured besides the space's 1000-class
-    # one (as `tailor export` predicts them)
-    digits = space.with_classes(10)
     predicted, plain_ms, sums = (p.predict_archs(digits, as_array) for p in (pred, plain, raw))
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-closed-"))
     data = load_digits_splits()
@@ -221,7 +221,8 @@ def write(report: dict[str, Any]) -> None:
         cal, ref = c["calibration"], c["calibration"]["reference"]
         n = len(c["rows"])
         lines += ["## Measured vs predicted (exported ONNX on the CPU)", "",
-                  "The product's path: `tailor predictor calibrate` on this machine's table (8 subnets, each in "
+                  "The product's path: `tailor predictor calibrate --classes 10` (the exported models' digits "
+                  "head) on this machine's table (8 subnets, each in "
                   f"alternation with the smallest subnet, the speed reference: {ref['ms']:.3f} ms over the "
                   f"calibration, spread {100 * ref['spread']:.0f} %): {cal['a']:.3f} × sum {cal['b']:+.3f} ms. Then "
                   f"`tailor export --device cpu` with that predictor for {n} subnets: each exported file measured "

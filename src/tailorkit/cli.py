@@ -818,6 +818,10 @@ def predictor_calibrate(
         "--reference/--no-reference", help="Measure each model in alternation with the space's smallest subnet "
                                            "and keep that speed reference in the predictor, so later closed-loop "
                                            "measurements can be read at the calibration's machine speed.")] = True,
+    classes: Annotated[int | None, typer.Option(
+        "--classes", min=1, help="Classifier of the measured models: calibrate with the head the predictions are "
+                                 "for (10 for the digits supernets' subnets; the table must hold it) [the space's: "
+                                 "1000].")] = None,
     db: DbOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
@@ -831,6 +835,7 @@ def predictor_calibrate(
         measure_and_correct,
     )
     from tailorkit.profiler.api import profile, profile_archs_paired
+    from tailorkit.search.api import with_classes
 
     config = load_config(config_path)
     config.device(device)
@@ -839,7 +844,7 @@ def predictor_calibrate(
         raise ConfigError(f"{str(predictor)!r} is a {pred.kind} predictor; calibration is for lookup tables")
     if pred.device is not None and pred.device != device:
         raise ConfigError(f"{str(predictor)!r} holds latencies of device {pred.device!r}, not {device!r}")
-    space_obj = _space(space, width)
+    space_obj = with_classes(_space(space, width), classes)
     known = _stored_models(space_obj, device, db or config.store_url) if stored else {}
     covered = set(pred.covered_resolutions(space_obj))
     from_store = {key: space_obj.arch_from_dict(json.loads(key)) for key in known}

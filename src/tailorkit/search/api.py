@@ -137,6 +137,21 @@ def latency_source(space: Any, spec: str | Path | Predictor | LatencySource, *, 
         **({"reference": reference} if reference is not None else {})}
 
 
+def head_mismatch_note(info: Mapping[str, Any] | None, space: Any) -> str | None:
+    """A note when a lookup table's end-to-end calibration measured models with another classifier than
+    ``space``'s: in a whole model a classifier costs what loading its weights from memory costs (OFA w1.2's
+    1000-class one about 0.3 ms on this project's CPUs), not its table entry, timed alone with its weights in
+    cache (0.08 ms), so the correction carries the calibration head's share into every prediction."""
+    reference = (info or {}).get("reference") or {}
+    calibrated, predicting = reference.get("num_classes"), getattr(space, "num_classes", None)
+    if calibrated is None or predicting is None or int(calibrated) == int(predicting):
+        return None
+    return (f"the predictor's end-to-end correction was calibrated on {calibrated}-class models and this one has "
+            f"{predicting} classes: a classifier costs more in a whole model than its table entry says, so expect "
+            f"the prediction to be off by that difference (recalibrate with `tailor predictor calibrate --classes "
+            f"{predicting}`)")
+
+
 def accuracy_source(space: Any, spec: str | Path | Predictor | None) -> AccuracySource | None:
     if spec is None:
         return None
@@ -247,7 +262,7 @@ def plan_search(space: str, *, target_ms: float | None = None, latency: str | Pa
         options["preset"] = preset
     source, predictor_info = latency_source(space_obj, latency, device=device)
     acc = accuracy_source(space_obj, accuracy)
-    notes: list[str] = []
+    notes: list[str] = [note] if (note := head_mismatch_note(predictor_info, space_obj)) else []
     allowed = source.allowed_genes()
     genome = Genome(space_obj, allowed)
     if allowed:

@@ -522,7 +522,7 @@ def export_prune_result(path: str | Path, out: str | Path, options: ExportOption
 def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]:
     """A predictor file's latency for ``arch`` as exported: with the digits head. A lookup table without that
     head's entry predicts the space's own classifier, and the entry says so."""
-    from tailorkit.search.api import latency_source
+    from tailorkit.search.api import head_mismatch_note, latency_source
     from tailorkit.search.objectives import PredictorLatency
 
     source, info = latency_source(space, predictor)
@@ -535,6 +535,8 @@ def predict_arch(space: Any, arch: Any, predictor: str | Path) -> dict[str, Any]
         else:
             space, source = digits, PredictorLatency(digits, source.predictor)
     ms = float(np.asarray(source(space.genes([arch])))[0])
+    head_note = head_mismatch_note(info, space)
+    note = "; ".join(n for n in (note, head_note) if n) or None
     info = info or {}
     return {"latency_ms": ms, "source": source.description,
             **{k: info[k] for k in ("device", "reference") if info.get(k) is not None},
