@@ -363,6 +363,12 @@ def test_cli_export_measures_and_calibration_learns_from_stored_runs(ofa_superne
                    "-o", str(tmp_path / "cal.tlp"))
     assert proc.returncode == 0, proc.stderr
     assert "2 whole model(s) from the store, 0 measured now" in proc.stdout
+    # the table has no digits head: the export predicts the space's own classifier and says so
+    proc = run_cli("export", "--space", "ofa-mbv3", "--arch", json.dumps(OFA.arch_to_dict(other)), "--supernet",
+                   str(ofa_supernet), "--predictor", str(tmp_path / "cal.tlp"), "--no-verify",
+                   "-o", str(tmp_path / "e2"))
+    assert proc.returncode == 0, proc.stderr
+    assert "note: predicted with the table's 1000-class classifier" in proc.stderr
 
 
 def test_compare_outputs() -> None:

@@ -1316,6 +1316,8 @@ def _print_manifest(manifest: Any, folder: Path) -> None:
         s_ = manifest.simplify
         out.print(f"{s_['tool']}: {s_['nodes_before']} → {s_['nodes_after']} nodes", highlight=False)
     predicted = manifest.predicted
+    if predicted and predicted.get("note"):
+        err.print(f"note: {predicted['note']}", highlight=False)
     if manifest.measured:
         m = manifest.measured
         line = f"measured on {m['device']}: {m['latency_ms']['mean']:.4g} ms"
