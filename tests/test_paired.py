@@ -215,6 +215,40 @@ def test_calibration_measures_the_deployed_head_and_other_heads_get_a_note(tmp_p
     assert bad.returncode != 0 and "--classes 10" in bad.stderr and not (tmp_path / "x.tlp").exists()
 
 
+def test_calibration_and_closed_loops_measure_modules_as_tailor_export_writes_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exported ONNX file has dynamic height and width (verified at r/8, deployed at r), which ONNX Runtime
+    runs a few % slower than a static file: what is compared with exported files is measured in that form."""
+    import onnx
+
+    from tailorkit.profiler import api
+    from tailorkit.profiler.models import prepare_model
+
+    space = OFAMobileNetV3Space()
+    arch = space.smallest(128)
+
+    def dims(path: Path) -> list[str | int]:
+        shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+        return [d.dim_param or d.dim_value for d in shape]
+
+    shapes = {"input": space.input_shape(arch)}
+    static = prepare_model(space.build(arch), tmp_path / "s", input_shapes=shapes)
+    exported = prepare_model(space.build(arch), tmp_path / "e", input_shapes=shapes, as_exported=True)
+    assert dims(static.path) == [1, 3, 128, 128] and dims(exported.path) == [1, 3, "height", "width"]
+    assert exported.input_shapes == {"input": (1, 3, 128, 128)}  # measured at the deployment resolution
+    seen: list[list[str | int]] = []
+
+    class Recording(OnnxRuntimeDevice):
+        def run_paired(self, target, reference, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            seen.extend([dims(target), dims(reference)])
+            return super().run_paired(target, reference, *args, **kwargs)
+
+    monkeypatch.setattr(api, "open_device", lambda device, config: Recording())
+    api.profile_archs_paired(space, arch, space.smallest(128), "cpu",
+                             settings=BenchmarkSettings(warmup=1, runs=3, threads=1))
+    assert seen == [[1, 3, "height", "width"], [1, 3, 128, 128]]  # the arch as exported, the yardstick static
+
+
 def test_cli_profile_against_another_model() -> None:
     proc = run_cli("profile", "ofa-mbv3-max", "--against", "ofa-mbv3-min", "--resolution", "128", "--pairs", "4",
                    "--warmup", "2", "--json")

@@ -871,7 +871,7 @@ def predictor_calibrate(
                             total=len(archs) * rounds)
 
         def measure(arch: Any) -> float:
-            ms = profile(space_obj.build(arch), device, settings=settings, config=config,
+            ms = profile(space_obj.build(arch), device, settings=settings, config=config, as_exported=True,
                          input_shapes={"input": space_obj.input_shape(arch)}).latency.mean
             bar.advance(task)
             return ms

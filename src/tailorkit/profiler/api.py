@@ -53,14 +53,15 @@ def open_device(device: str | Device, config: TailorConfig | None = None) -> Dev
 def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
             settings: BenchmarkSettings | None = None, per_op: bool = False,
             input_shapes: Mapping[str, Sequence[int]] | None = None, resolution: int = 224,
-            config: TailorConfig | None = None) -> ModelProfile:
+            config: TailorConfig | None = None, as_exported: bool = False) -> ModelProfile:
     """End-to-end latency of ``model`` on ``device`` and, with ``per_op``, the runtime's per-node profile.
-    The end-to-end numbers come from runs without the profiler attached, which would inflate them."""
+    The end-to-end numbers come from runs without the profiler attached, which would inflate them.
+    ``as_exported``: a torch module is measured in the form `tailor export` writes (:func:`prepare_model`)."""
     config = config or load_config()
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev, torch_threads(1):
-        prepared = _prepare(model, Path(tmp), dev, input_shapes, resolution)
+        prepared = _prepare(model, Path(tmp), dev, input_shapes, resolution, as_exported)
         latency = dev.run_model(prepared.path, settings, prepared.input_shapes)
         ops = tuple(dev.profile_ops(prepared.path, settings, prepared.input_shapes)) if per_op else None
         return ModelProfile(model=prepared.label, device=dev.info(settings), settings=settings, latency=latency,
@@ -68,11 +69,11 @@ def profile(model: str | Path | nn.Module, device: str | Device = "cpu", *,
 
 
 def _prepare(model: str | Path | nn.Module, workdir: Path, dev: Device,
-             input_shapes: Mapping[str, Sequence[int]] | None, resolution: int) -> Any:
+             input_shapes: Mapping[str, Sequence[int]] | None, resolution: int, as_exported: bool = False) -> Any:
     """The file ``dev`` runs for ``model`` (see :func:`prepare_model`), or a ConfigError when it is a model file
     of the other format."""
     prepared = prepare_model(model, workdir, input_shapes=input_shapes, resolution=resolution,
-                             fmt=dev.model_format)
+                             fmt=dev.model_format, as_exported=as_exported)
     fmt = prepared.path.suffix.lower().lstrip(".")
     if fmt in ("onnx", "tflite") and fmt != dev.model_format:
         # a .tflite file cannot become ONNX (ONNX files become TFLite through export/onnx_import)
@@ -95,16 +96,19 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
                    *, settings: BenchmarkSettings | None = None,
                    input_shapes: Mapping[str, Sequence[int]] | None = None,
                    reference_shapes: Mapping[str, Sequence[int]] | None = None, pairs: int | None = None,
-                   resolution: int = 224, config: TailorConfig | None = None) -> PairedProfile:
+                   resolution: int = 224, config: TailorConfig | None = None,
+                   as_exported: bool = False) -> PairedProfile:
     """``model`` measured in alternation with ``reference`` on ``device`` (:class:`PairedLatency`): the ratio
-    of the two holds still while a shared machine's speed moves. ``pairs`` defaults to the device's own."""
+    of the two holds still while a shared machine's speed moves. ``pairs`` defaults to the device's own.
+    ``as_exported`` applies to ``model`` (:func:`prepare_model`); the reference is only a yardstick, always
+    prepared the same way."""
     config = config or load_config()
     dev = open_device(device, config)
     settings = settings or config.settings(dev.name if dev.name in config.devices else None)
     with tempfile.TemporaryDirectory(prefix="tailor-profile-") as tmp, dev, torch_threads(1):
         for name in ("model", "reference"):
             (Path(tmp) / name).mkdir()
-        target = _prepare(model, Path(tmp) / "model", dev, input_shapes, resolution)
+        target = _prepare(model, Path(tmp) / "model", dev, input_shapes, resolution, as_exported)
         ref = _prepare(reference, Path(tmp) / "reference", dev, reference_shapes, resolution)
         latency = dev.run_paired(target.path, ref.path, settings, target.input_shapes, ref.input_shapes,
                                  **({} if pairs is None else {"pairs": pairs}))
@@ -115,10 +119,11 @@ def profile_paired(model: str | Path | nn.Module, reference: str | Path | nn.Mod
 def profile_archs_paired(space: Any, arch: Any, reference: Any, device: str | Device = "cpu", *,
                          settings: BenchmarkSettings | None = None,
                          config: TailorConfig | None = None) -> PairedLatency:
-    """``arch`` of ``space`` measured in alternation with the ``reference`` arch (both built fresh)."""
+    """``arch`` of ``space`` measured in alternation with the ``reference`` arch (both built fresh), the arch
+    in the form `tailor export` writes it: what a calibration's line is later compared with."""
     return profile_paired(space.build(arch), space.build(reference), device, settings=settings, config=config,
                           input_shapes={"input": space.input_shape(arch)},
-                          reference_shapes={"input": space.input_shape(reference)}).latency
+                          reference_shapes={"input": space.input_shape(reference)}, as_exported=True).latency
 
 
 @dataclass(frozen=True)
@@ -151,17 +156,18 @@ class ClosedLoopMeasurement:
 def measure_closed_loop(model: str | Path | nn.Module, input_shape: Sequence[int], device: str | Device, *,
                         reference: Mapping[str, Any] | None = None,
                         config: TailorConfig | None = None) -> ClosedLoopMeasurement:
-    """Measure ``model`` (a module or its exported file) on ``device``; with ``reference`` (a lookup-table
-    predictor's ``reference_``: space, width, arch, ms) in alternation with that reference subnet."""
+    """Measure ``model`` (a module, in the form `tailor export` writes it, or its exported file) on ``device``;
+    with ``reference`` (a lookup-table predictor's ``reference_``: space, width, arch, ms) in alternation with
+    that reference subnet."""
     shapes = {"input": tuple(input_shape)}
     if reference is None:
-        prof = profile(model, device, input_shapes=shapes, config=config)
+        prof = profile(model, device, input_shapes=shapes, config=config, as_exported=True)
         return ClosedLoopMeasurement(prof.device, prof.settings, prof.latency)
     space = create_space(reference["space"], float(reference["width"]))
     if reference.get("num_classes") is not None:
         space = space.with_classes(int(reference["num_classes"]))
     ref_arch = space.arch_from_dict(reference["arch"])
-    paired = profile_paired(model, space.build(ref_arch), device, config=config,
+    paired = profile_paired(model, space.build(ref_arch), device, config=config, as_exported=True,
                             input_shapes=shapes, reference_shapes={"input": space.input_shape(ref_arch)})
     lat = paired.latency
     now_ms = float(lat.reference.median if lat.reference.median is not None else lat.reference.mean)

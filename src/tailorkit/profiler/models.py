@@ -47,11 +47,15 @@ class PreparedModel:
 
 
 def prepare_model(model: str | Path | nn.Module, workdir: Path, *, input_shapes: InputShapes | None = None,
-                  resolution: int = 224, fmt: str = "onnx") -> PreparedModel:
+                  resolution: int = 224, fmt: str = "onnx", as_exported: bool = False) -> PreparedModel:
     """The file a device runs for ``model``: a model file as it is (.onnx, .tflite), an .onnx converted when
-    ``fmt`` is tflite, anything else exported to ``fmt`` (onnx or tflite) into ``workdir``."""
+    ``fmt`` is tflite, anything else exported to ``fmt`` (onnx or tflite) into ``workdir``. ``as_exported``: a
+    torch module becomes ONNX as `tailor export` writes it, with dynamic height and width — ONNX Runtime runs
+    such a file 1.5–4 % slower than a static one here (OFA subnets), so whatever is compared with exported
+    files (an end-to-end calibration, a closed loop) is measured in that form."""
     if isinstance(model, nn.Module):
-        return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"), fmt)
+        return _export(model, type(model).__name__, workdir, _single_shape(input_shapes, "a torch module"), fmt,
+                       as_exported)
     text = str(model)
     if text in BUILTIN_MODELS:
         if input_shapes:
@@ -86,10 +90,14 @@ def _single_shape(input_shapes: InputShapes | None, what: str) -> tuple[int, ...
     return tuple(int(d) for d in next(iter(input_shapes.values())))
 
 
-def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...], fmt: str) -> PreparedModel:
+def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...], fmt: str,
+            as_exported: bool = False) -> PreparedModel:
     torch.manual_seed(0)
-    exporter = TfliteExporter() if fmt == "tflite" else OnnxExporter()
-    artifact = exporter.export(module.eval(), torch.randn(*shape), workdir / f"model.{exporter.format}")
+    path, example = workdir / f"model.{fmt if fmt == 'tflite' else 'onnx'}", torch.randn(*shape)
+    if fmt == "tflite":  # `tailor export` writes TFLite at the deployment shape too: one form
+        artifact = TfliteExporter().export(module.eval(), example, path)
+    else:
+        artifact = OnnxExporter().export(module.eval(), example, path, dynamic_spatial=as_exported)
     return PreparedModel(path=Path(artifact.path), label=label, input_shapes=dict(artifact.input_shapes))
 
 
