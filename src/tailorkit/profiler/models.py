@@ -93,11 +93,10 @@ def _single_shape(input_shapes: InputShapes | None, what: str) -> tuple[int, ...
 def _export(module: nn.Module, label: str, workdir: Path, shape: tuple[int, ...], fmt: str,
             as_exported: bool = False) -> PreparedModel:
     torch.manual_seed(0)
-    path, example = workdir / f"model.{fmt if fmt == 'tflite' else 'onnx'}", torch.randn(*shape)
-    if fmt == "tflite":  # `tailor export` writes TFLite at the deployment shape too: one form
-        artifact = TfliteExporter().export(module.eval(), example, path)
-    else:
-        artifact = OnnxExporter().export(module.eval(), example, path, dynamic_spatial=as_exported)
+    exporter = TfliteExporter() if fmt == "tflite" else OnnxExporter()
+    # `tailor export` writes TFLite at the deployment shape: for it the two forms are one
+    options = {"dynamic_spatial": True} if as_exported and fmt != "tflite" else {}
+    artifact = exporter.export(module.eval(), torch.randn(*shape), workdir / f"model.{exporter.format}", **options)
     return PreparedModel(path=Path(artifact.path), label=label, input_shapes=dict(artifact.input_shapes))
 
 
