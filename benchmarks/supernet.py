@@ -61,8 +61,9 @@ def supernet_rows(net: Any, data: DigitsSplits, archs: list[tuple[str, Any]], fi
     rows = []
     for name, arch in archs:
         row: dict[str, Any] = {"name": name, "arch": arch.to_dict()}
+        row["acc_val"] = evaluate_arch(net, data, arch, "val")  # recalibrates BN for the arch and leaves it so
+        row["acc_test"] = accuracy(net, data, arch.r, "test")
         for split in SPLITS:
-            row[f"acc_{split}"] = evaluate_arch(net, data, arch, split)  # leaves BN recalibrated for the arch
             row[f"loss_{split}"] = cross_entropy(net, data, arch.r, split)
         if finetune:
             tuned = train_subnet(net.extract(arch), data, arch.r, epochs=finetune, lr=0.01)
