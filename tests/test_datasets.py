@@ -131,6 +131,14 @@ def test_help_splits_name_real_devices(nb201: LatencyDataset) -> None:
 
 
 @needs_shared(FBNET_CSV)
+def test_help_fbnet_split_names_real_devices(fbnet: LatencyDataset) -> None:
+    split = HELP_SPLITS["fbnet"]
+    assert (len(split["train"]), len(split["valid"]), len(split["test"])) == (9, 4, 3)
+    names = [d for devices in split.values() for d in devices]
+    assert len(set(names)) == len(names) and set(names) <= set(fbnet.devices)
+
+
+@needs_shared(FBNET_CSV)
 def test_fbnet_shapes(fbnet: LatencyDataset) -> None:
     assert (fbnet.name, fbnet.space) == ("help/fbnet", "fbnet")
     assert fbnet.X.shape == (5000, 198) and fbnet.X.dtype == np.float32

@@ -12,7 +12,8 @@ with P and y_c the centred features and relative latencies of the K shots (the i
 prior), and latency(x) = mean(y_K) · (a + φ(x) θ̂). The prior says which directions of θ devices actually
 vary in, so 5–20 shots pin down a 198-dimensional FBNet model. On HELP's protocol (10 reference archs,
 meta-test devices titan_rtx_256, gold_6226, fpga, pixel2, raspi4, eyeriss) this reached mean Spearman
-ρ 0.948 on NAS-Bench-201 against HELP's published 0.932 (benchmarks/predictors.py reproduces it).
+ρ 0.948 on NAS-Bench-201 against HELP's published 0.932, and 0.943 on FBNet's (fpga, raspi4, eyeriss)
+against 0.910 (benchmarks/predictors.py reproduces both).
 
 Raw latency (not log) is the right target: sums of parts are linear there. φ is the encoding itself, or
 with ``group`` the one-hot blocks summed over positions (NB201: how often each op occurs in the cell).
