@@ -293,7 +293,11 @@ def test_spos_supernet_eval_runs_paths_at_the_space_resolution(tmp_path: Path) -
     trained = run_cli("supernet", "train", "--space", "spos", "-o", str(ckpt), "--epochs", "1",
                       "--steps-per-epoch", "1", "--subnets", "1")
     assert trained.returncode == 0, trained.stderr
-    assert "use --space spos-reduced" in trained.stderr  # one step leaves it at chance, and the hint names the fix
+    assert "after --warmup-epochs" in trained.stderr  # one step, no warm-up: at chance, and the hint says why
+    assert json.loads((ckpt / "config.json").read_text())["warmup_epochs"] == 0  # half of 1 epoch
+    assert "warmup_epochs must be in 0..epochs-1" in _error_line(run_cli(
+        "supernet", "train", "--space", "spos", "-o", str(tmp_path / "w"), "--epochs", "2", "--warmup-epochs", "2"))
+    assert not (tmp_path / "w").exists()
     result = run_cli("supernet", "eval", str(ckpt), "--json", "--split", "val")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]

@@ -145,12 +145,18 @@ def test_sandwich_steps_train_the_phase_smallest_and_distil_from_the_largest(tmp
         SupernetConfig(distill=-1.0)
     # a checkpoint written before the two settings existed was trained without them, and resumes so
     (tmp_path / "old").mkdir()
-    legacy = {k: v for k, v in SupernetConfig().__dict__.items() if k not in ("sandwich", "distill")}
+    legacy = {k: v for k, v in SupernetConfig(space="spos").__dict__.items()
+              if k not in ("sandwich", "distill", "warmup_epochs")}
     (tmp_path / "old" / "config.json").write_text(json.dumps(legacy))
     stored = read_config(tmp_path / "old")
-    assert stored.sandwich is False and stored.distill == 0.0
+    assert stored.sandwich is False and stored.distill == 0.0 and stored.warmup_epochs == 0
     spos = SupernetConfig(space="spos-reduced")  # uniform paths: the settings do not apply and are not recorded
     assert (spos.sandwich, spos.distill) == (False, 0.0)
+    assert SupernetConfig().warmup_epochs == 0  # OFA has its own phases
+    with pytest.raises(ConfigError, match="warmup_epochs is for SPOS"):
+        SupernetConfig(warmup_epochs=2)
+    with pytest.raises(ConfigError, match=r"warmup_epochs must be in 0\.\.epochs-1 \(epochs=3\), got 3"):
+        SupernetConfig(space="spos", epochs=3, warmup_epochs=3)
 
 
 def test_a_last_batch_of_one_image_is_skipped(tmp_path: Path) -> None:
@@ -226,15 +232,71 @@ def test_spos_training_samples_uniform_paths_and_checkpoints(tmp_path: Path) -> 
 
 
 def test_reduced_spos_supernet_learns_from_uniform_paths(tmp_path: Path) -> None:
-    """SPOS's own training — one uniformly drawn path per step, units sharing no weights — lifts the 5-block
-    body above chance on the validation images (the full 20-block body does not at this budget: README)."""
+    """A warm-up on the k7 units (a third of the epochs here), then SPOS's uniform paths, one per step: the
+    5-block body learns, and random paths run by the supernet classify most validation digits (measured: 0.94–
+    0.97; without the warm-up 0.6–0.8 after 20 epochs)."""
     config = SupernetConfig(space="spos-reduced", epochs=15, subnets_per_step=1, lr=0.1, seed=0)
+    assert config.warmup_epochs == 5  # the default: half the epochs, at most 5
     net = train_supernet(config, tmp_path / "s", data=DATA)
     assert net.space.n_blocks == 5 and len(net.space.ops(net.space.largest())) == 5 + 4
     _, _, history = load_supernet(tmp_path / "s")
-    assert history[0]["val_largest"] < 0.2 and history[-1]["val_largest"] > 0.2  # ten classes: chance is 0.1
+    assert [h["phase"] for h in history] == ["warmup"] * 5 + ["uniform"] * 10
+    assert history[-1]["val_largest"] > 0.8 and history[-1]["val_smallest"] > 0.5  # ten classes: chance is 0.1
     rng = np.random.default_rng(0)
     paths = [net.space.sample(rng) for _ in range(4)]
-    assert np.mean([evaluate_arch(net, DATA, arch, "val") for arch in paths]) > 0.2
+    assert np.mean([evaluate_arch(net, DATA, arch, "val") for arch in paths]) > 0.6
     with pytest.raises(ConfigError, match="the arch has 5 blocks; spos has 20"):
         SPOSSpace().ops(paths[0])
+
+
+def test_spos_warmup_trains_the_k7_units_then_every_unit_inherits_them() -> None:
+    from tailorkit.search.supernet import make_supernet, training_paths
+    from tailorkit.spaces.spos import BLOCKS, SPOSArch
+
+    config = SupernetConfig(space="spos-reduced", epochs=4, seed=0)
+    assert config.warmup_epochs == 2 and SupernetConfig(space="spos", epochs=20).warmup_epochs == 5
+    assert SupernetConfig(space="spos", epochs=20, warmup_epochs=0).warmup_epochs == 0  # pure SPOS on request
+    torch.manual_seed(0)
+    net = make_supernet(config)
+    gen = torch.Generator().manual_seed(0)
+    warm = [p for _ in range(10) for p in training_paths(net, config, "warmup", gen)]
+    k7 = BLOCKS.index("k7")
+    assert all(set(p.blocks) == {k7} for p in warm) and len({p.channels for p in warm}) == len(warm)
+    # k7 kernels that are zero outside their centre 3×3: after inheritance a k3 or k5 unit computes exactly
+    # what the k7 unit computes, so any mix of them runs the k7 path's function
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (7, 7):
+                m.weight[..., :2, :] = 0
+                m.weight[..., 5:, :] = 0
+                m.weight[..., :, :2] = 0
+                m.weight[..., :, 5:] = 0
+    largest = net.space.largest()
+    x = torch.randn(16, 3, 28, 28)
+
+    def run(blocks: tuple[int, ...]) -> torch.Tensor:
+        net.set_arch(SPOSArch(blocks, largest.channels, largest.bits))
+        return net(x)
+
+    net.train()  # batch statistics: the comparison does not depend on running ones
+    mixed = (0, 1, 2, 0, 1)
+    reference = run(largest.blocks)
+    assert not torch.allclose(run(mixed), reference, atol=1e-3)
+    slot = next(s for s in net.slots if s.stride == 1)
+    h = torch.randn(16, slot.cin, slot.h // 8, slot.h // 8)
+
+    @torch.no_grad()
+    def unit_similarity() -> float:  # of the main branches' outputs (the other half of the channels bypasses)
+        outs = []
+        for unit in (k7, BLOCKS.index("xception")):
+            slot.unit, slot.mid = unit, slot.units[k7].main[0].out_channels
+            outs.append(slot(h)[:, slot.cout // 2:].flatten())
+        return float(torch.nn.functional.cosine_similarity(outs[0], outs[1], 0))
+
+    before = unit_similarity()
+    net.inherit_units()
+    torch.testing.assert_close(run(mixed), reference)
+    torch.testing.assert_close(run((0,) * 5), reference)
+    # the xception unit's three depthwise + 1×1 pairs start near the k7 unit's function (exact up to batch
+    # norm's per-channel affine maps, which its next layers mostly absorb)
+    assert before < 0.5 and unit_similarity() > 0.95

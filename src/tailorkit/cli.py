@@ -467,9 +467,9 @@ app.add_typer(supernet_app, name="supernet")
 @supernet_app.command("train")
 def supernet_train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint folder (a rerun resumes it).")],
-    space: Annotated[str, typer.Option(help="Space of the supernet: ofa-mbv3 (progressive shrinking), spos-reduced "
-                                            "(uniform paths, 5 blocks: learns on digits in minutes) or spos (the "
-                                            "full 20 blocks: stays near chance at this budget).")] = "ofa-mbv3",
+    space: Annotated[str, typer.Option(help="Space of the supernet: ofa-mbv3 (progressive shrinking), spos (the "
+                                            "20 blocks) or spos-reduced (5 blocks): uniform paths after a "
+                                            "warm-up on the k7 units.")] = "ofa-mbv3",
     epochs: Annotated[int | None, typer.Option(help="Epochs over the digits training split [8 for ofa-mbv3, 20 "
                                                     "for SPOS: uniform paths need more steps].")] = None,
     width: WidthOpt = 1.0,
@@ -481,6 +481,10 @@ def supernet_train(
                                                 "sandwich rule).")] = True,
     distill: Annotated[float, typer.Option(help="OFA: weight of in-place distillation from the largest subnet "
                                                 "(0: labels only).")] = 1.0,
+    warmup_epochs: Annotated[int | None, typer.Option(help="SPOS: epochs that train only the k7 unit of every "
+                                                           "block (widths sampled) before all units inherit its "
+                                                           "weights and paths are drawn uniformly [half the "
+                                                           "epochs, at most 5; 0: uniform from the start].")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Steps per epoch [one pass over the images].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -495,7 +499,7 @@ def supernet_train(
         epochs = 8 if space == "ofa-mbv3" else 20
     config = SupernetConfig(epochs=epochs, batch_size=batch_size, lr=lr, subnets_per_step=subnets, width=width,
                             seed=seed, steps_per_epoch=steps_per_epoch, space=space, sandwich=sandwich,
-                            distill=distill)
+                            distill=distill, warmup_epochs=warmup_epochs)
     spaces.create(space, width=width)  # a bad width fails before any folder is made
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False) as bar:
@@ -516,8 +520,8 @@ def supernet_train(
     elif max(last[-1].val_largest, last[-1].val_smallest) < 0.2:  # ten classes: chance is 0.1
         err.print(f"warning: the supernet is still at chance on the validation images (largest "
                   f"{last[-1].val_largest:.3f}, smallest {last[-1].val_smallest:.3f}); train longer"
-                  + (", or use --space spos-reduced: the full SPOS body does not learn from uniform paths in CPU "
-                     "minutes" if space == "spos" else ""), highlight=False)
+                  + (" (the full SPOS body learns from uniform paths only after --warmup-epochs)"
+                     if space == "spos" and not config.warmup_epochs else ""), highlight=False)
     out.print(f"supernet checkpoint in {output}")
 
 

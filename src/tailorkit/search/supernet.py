@@ -18,12 +18,15 @@ the largest is trained. The subnets other than the largest also learn the larges
 largest in the same step). Both matter on digits: after 16 epochs without them the smallest subnet run by the
 supernet reaches 82 % validation accuracy, with them 98.5 %, as good as the largest (``benchmarks/supernet.py``).
 
-SPOS (``space="spos"`` or ``"spos-reduced"``) trains ``subnets_per_step`` uniformly sampled paths per step from
-the first epoch on (unit, channel scale and, in a mixed-precision space, bit width per block), at its one
-resolution (224 → 28 px). On digits only the reduced 5-block body learns this way within CPU minutes: across
-the full 20 blocks (gradients grow ≈ 1.3× per block backwards) a path with uniformly mixed units stays at
-chance for a thousand steps — even when the units start from identical weights — where a fixed path, or one
-that mixes only channel widths, learns in tens (README).
+SPOS (``space="spos"`` or ``"spos-reduced"``) trains ``subnets_per_step`` uniformly sampled paths per step (unit,
+channel scale and, in a mixed-precision space, bit width per block) at its one resolution (224 → 28 px), after
+a warm-up (``warmup_epochs``): the first epochs train only the k7 unit of every block, at sampled widths, and
+then every other unit inherits its weights (:meth:`SPOSSupernet.inherit_units`). From independent random
+weights, uniform paths across the full 20 blocks stay at chance on digits for a thousand steps — every path is
+a different random function, and the head cannot follow — while a fixed path, or one mixing only widths, learns
+in tens of steps. Starting all units from one trained unit keeps the paths' functions close enough for
+uniform sampling to take over; it also lifts the reduced 5-block body (``benchmarks/spos.py``, README).
+``warmup_epochs=0`` is SPOS as published.
 
 Batch-norm statistics are shared by all subnets, so they describe whichever subnet was last recalibrated:
 :func:`evaluate_arch` recalibrates for its arch (and leaves the statistics so), and :func:`calibrated_subnet`
@@ -172,6 +175,12 @@ def training_paths(net: Supernet, config: SupernetConfig, phase: str, gen: torch
     if isinstance(net, SPOSSupernet):
         space = net.space
         n = space.n_blocks
+        if phase == "warmup":  # the widest unit everywhere, its widths and bit widths sampled as usual
+            return [SPOSArch(space.largest().blocks,
+                             tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
+                             tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())
+                             if space.bits else ())
+                    for _ in range(config.subnets_per_step)]
         return [SPOSArch(tuple(torch.randint(len(SPOS_BLOCKS), (n,), generator=gen).tolist()),
                          tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
                          tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())
@@ -199,6 +208,10 @@ class SupernetConfig:
     # OFA-MobileNetV3 only (SPOS samples its paths uniformly):
     sandwich: bool = True  # steps that sample subnets also train the phase's smallest (BigNAS)
     distill: float = 1.0  # weight of in-place distillation: subnets also learn the largest's predictions
+    # SPOS only: the first epochs train the k7 unit of every slot (widths sampled), then all units inherit its
+    # weights and paths are drawn uniformly. None: half the epochs, at most 5 (~100 steps: the warm-up path
+    # must have learnt something to pass on)
+    warmup_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.space not in SUPERNET_SPACES:
@@ -214,6 +227,14 @@ class SupernetConfig:
         if self.space != "ofa-mbv3":  # SPOS draws its paths uniformly: neither applies, so neither is recorded
             object.__setattr__(self, "sandwich", False)
             object.__setattr__(self, "distill", 0.0)
+        warmup = self.warmup_epochs
+        if warmup is None:
+            warmup = 0 if self.space == "ofa-mbv3" else min(5, self.epochs // 2)
+        elif self.space == "ofa-mbv3" and warmup:
+            raise ConfigError("warmup_epochs is for SPOS supernets (OFA has progressive shrinking's phases)")
+        elif not 0 <= warmup < self.epochs:
+            raise ConfigError(f"warmup_epochs must be in 0..epochs-1 (epochs={self.epochs}), got {warmup}")
+        object.__setattr__(self, "warmup_epochs", warmup)
 
 
 @dataclass(frozen=True)
@@ -229,7 +250,7 @@ class EpochReport:
 @dataclass
 class TrainingState:
     epochs_done: int = 0
-    sorted_channels: bool = False
+    sorted_channels: bool = False  # OFA: channels sorted (expand phase) / SPOS: units inherited (after warm-up)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -263,11 +284,17 @@ def train_supernet(config: SupernetConfig, ckpt_dir: str | Path, *, data: Digits
     total = steps_per_epoch * config.epochs
     for epoch in range(state.epochs_done, config.epochs):
         t0 = time.perf_counter()
-        phase = phase_of(epoch, config.epochs) if config.space == "ofa-mbv3" else "uniform"
+        phase = phase_of(epoch, config.epochs) if config.space == "ofa-mbv3" else \
+            "warmup" if epoch < (config.warmup_epochs or 0) else "uniform"
         if phase == "expand" and not state.sorted_channels:
             net.sort_channels()
             # the momentum buffers are in the old channel order; OFA starts each phase with a fresh optimizer
             opt.state.clear()
+            state.sorted_channels = True
+        if phase == "uniform" and config.warmup_epochs and not state.sorted_channels:
+            assert isinstance(net, SPOSSupernet)
+            net.inherit_units()
+            opt.state.clear()  # the copied units' momentum would be another unit's
             state.sorted_channels = True
         net.train()
         order = torch.randperm(n, generator=gen)
@@ -391,9 +418,10 @@ def read_config(ckpt_dir: str | Path) -> SupernetConfig:
     path = Path(ckpt_dir) / CONFIG
     try:
         raw = json.loads(path.read_text())
-        if isinstance(raw, dict):  # written before sandwich and distillation existed: trained without them
+        if isinstance(raw, dict):  # written before these settings existed: trained without them
             raw.setdefault("sandwich", False)
             raw.setdefault("distill", 0.0)
+            raw.setdefault("warmup_epochs", 0)
         return SupernetConfig(**raw)
     except FileNotFoundError:
         raise CheckpointError(f"{str(ckpt_dir)!r} holds no supernet checkpoint ({CONFIG} is missing)") from None

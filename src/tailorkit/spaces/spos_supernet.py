@@ -1,8 +1,9 @@
 """The Single-Path-One-Shot supernet (Guo et al., 2020): every block slot holds all four ShuffleNetV2 units at
 their widest middle width (2.0 × half the output channels); a path runs one unit per slot, using the first
 ``SCALES[c]`` fraction of its middle channels (SPOS's channel search by slicing). Training samples paths
-uniformly (``search.supernet``); :meth:`SPOSSupernet.extract` returns ``space.build(arch)`` carrying the path's
-weights, computing exactly what the supernet computes for the path.
+uniformly (``search.supernet``), after a warm-up on the k7 units whose weights the other units then inherit
+(:meth:`SPOSSupernet.inherit_units`); :meth:`SPOSSupernet.extract` returns ``space.build(arch)`` carrying the
+path's weights, computing exactly what the supernet computes for the path.
 
 The units are the very ``ShuffleBlock`` modules the space builds; the supernet runs them with sliced weights:
 a depthwise conv keeps as many channels as it receives, the last 1×1 conv of a unit's main branch produces
@@ -104,6 +105,33 @@ class SPOSSupernet(nn.Module):
         """SPOS trains every width from the start; nothing to reorder."""
 
     @torch.no_grad()
+    def inherit_units(self, source: int = BLOCKS.index("k7")) -> None:
+        """Give every slot's other units the ``source`` unit's trained weights (after a warm-up that trained
+        only it), so a path mixing units starts out computing nearly what the warm-up path computes.
+
+        Across 20 slots, units at independent random weights make every sampled path a different random
+        function, and uniform sampling then never gets off the ground on digits; units that start from one
+        trained unit do (README). The k3/k5 units take the k7 unit's weights with each depthwise kernel
+        centre-cropped (OFA's elastic kernel without its transform). The xception unit (depthwise 3×3 → 1×1,
+        three times) takes them Net2Net-style (:func:`_inherit_xception`). Projection branches (stride 2) are
+        copied with the same centre crop.
+        """
+        for slot in self.slots:
+            src = slot.units[source]
+            assert isinstance(src, ShuffleBlock)
+            for u, dst in enumerate(slot.units):
+                if u == source:
+                    continue
+                assert isinstance(dst, ShuffleBlock)
+                if src.proj is not None and dst.proj is not None:
+                    _copy_centred(dst.proj, src.proj)
+                src_pairs, dst_pairs = _conv_bn_pairs(src.main), _conv_bn_pairs(dst.main)
+                if len(dst_pairs) == len(src_pairs):
+                    _copy_centred(dst.main, src.main)
+                    continue
+                _inherit_xception(dst_pairs, src_pairs)
+
+    @torch.no_grad()
     def extract(self, arch: SPOSArch) -> nn.Module:
         """``space.build(arch)`` (float; bit widths are the exporter's) with this path's weights."""
         net = self.space.build(arch)
@@ -115,6 +143,54 @@ class SPOSSupernet(nn.Module):
         for target, slot in zip(modules[1:-3], self.slots, strict=True):
             _copy_prefix(target, slot.units[slot.unit])
         return net.eval()
+
+
+def _inherit_xception(dst: list[tuple[nn.Conv2d, nn.BatchNorm2d]], src: list[tuple[nn.Conv2d, nn.BatchNorm2d]]
+                      ) -> None:
+    """xception (dw3 → 1×1+ReLU → dw3 → 1×1+ReLU → dw3 → 1×1+ReLU) from a k-unit (1×1+ReLU → dwk → 1×1+ReLU).
+
+    dw → BN at the start is an identity up to a per-channel affine map, which the next 1×1's batch norm
+    mostly absorbs. The k-unit's depthwise sits second; its batch norm's affine part moves to the last
+    depthwise, and between them the 1×1 identity's batch norm is shifted by β = 3 so its ReLU passes nearly
+    everything (the next batch norm removes the shift again)."""
+    (pw1, pw1_bn), (dw, dw_bn), (pw2, pw2_bn) = src
+    for i, (conv, bn) in enumerate(dst):
+        bn.reset_parameters()
+        if i in (1, 2, 5):
+            template, template_bn = {1: (pw1, pw1_bn), 2: (dw, dw_bn), 5: (pw2, pw2_bn)}[i]
+            _copy_centred(conv, template)
+            if i != 2:
+                _copy_centred(bn, template_bn)
+            continue
+        conv.weight.zero_()  # identities: the depthwise centre tap, the square 1×1's diagonal
+        centre = conv.kernel_size[0] // 2
+        if conv.groups > 1:
+            conv.weight[:, 0, centre, centre] = 1.0
+        else:
+            conv.weight[:, :, centre, centre] = torch.eye(conv.out_channels, conv.in_channels)
+        if i == 3:
+            bn.bias.fill_(3.0)
+        elif i == 4:
+            bn.weight.copy_(dw_bn.weight)
+            bn.bias.copy_(dw_bn.bias)
+
+
+def _conv_bn_pairs(branch: nn.Sequential) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    mods = list(branch)
+    return [(m, mods[i + 1]) for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]  # type: ignore[misc]
+
+
+def _copy_centred(target: nn.Module, source: nn.Module) -> None:
+    """Copy every same-named parameter and buffer of ``source`` into ``target``; where only the kernel's
+    spatial size differs, take the centre of the larger kernel."""
+    src = dict(source.state_dict())
+    for name, tensor in target.state_dict().items():
+        value = src[name]
+        if value.shape != tensor.shape:
+            k, big = tensor.shape[-1], value.shape[-1]
+            o = (big - k) // 2
+            value = value[..., o:o + k, o:o + k]
+        tensor.copy_(value)
 
 
 def _copy_prefix(target: nn.Module, source: nn.Module) -> None:
