@@ -50,25 +50,28 @@ def tvm_op_rows(ops: Sequence[Any], folder: Path, tvm: Any, tuned: Any, n_tuned:
 
 
 
-def calibrate_both_ways(table: Any, space: Any, reference: Any, n: int = 8) -> tuple[Any, ...]:
+def calibrate_both_ways(table: Any, space: Any, reference: Any, n: int = 8, rounds: int = 3) -> tuple[Any, ...]:
     """`tailor predictor calibrate` on ``table`` for ``space`` on the CPU: ``n`` subnets, each measured in
-    alternation with ``reference`` (the speed reference). The same runs also give the plain calibration, on each
-    model's own median. Returns (calibrated predictor, plain predictor, the calibration subnets, their table sums,
-    measured at the reference's speed, measured plainly)."""
+    alternation with ``reference`` (the speed reference), ``rounds`` times round-robin (the CLI's default). The
+    same runs also give the plain calibration, on each model's own median. Returns (calibrated predictor, plain
+    predictor, the calibration subnets, their table sums, measured at the reference's speed, measured
+    plainly)."""
     from tailorkit.predictors import LutSumPredictor
     from tailorkit.predictors.lut import calibrate_against_reference, calibration_archs, measure_and_correct
     from tailorkit.profiler.api import profile_archs_paired
 
     pred, plain = LutSumPredictor(table, device="cpu"), LutSumPredictor(table, device="cpu")
-    own: dict[int, float] = {}
+    own: dict[int, list[float]] = {}
 
     def measure_pair(arch: Any) -> tuple[float, float]:
         lat = profile_archs_paired(space, arch, reference, "cpu")
-        own[id(arch)] = float(lat.target.median)
+        own.setdefault(id(arch), []).append(float(lat.target.median))
         return lat.ratio, float(lat.reference.median)
 
     print("calibration…", flush=True)
     archs = calibration_archs(space, pred, n, seed=0)
-    sums, at_reference = calibrate_against_reference(pred, space, archs, reference, measure_pair)
-    _, measured = measure_and_correct(plain, space, archs, lambda a: own[id(a)])
+    sums, at_reference = calibrate_against_reference(pred, space, archs, reference, measure_pair, rounds)
+    from statistics import median
+
+    _, measured = measure_and_correct(plain, space, archs, lambda a: median(own[id(a)]))
     return pred, plain, archs, sums, at_reference, measured

@@ -116,7 +116,7 @@ def bench_simplify(report: dict[str, Any], rounds: int) -> None:
     report["simplify"] = {"rows": rows, "rounds": rounds}
 
 
-def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> None:
+def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int, cal_rounds: int = 3) -> None:
     from tailorkit.predictors import LutSumPredictor
     from tailorkit.profiler.api import build_table, measure_closed_loop
     from tailorkit.profiler.store import TableStore
@@ -133,7 +133,7 @@ def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> No
     # one: calibrated (`tailor predictor calibrate --classes 10`) and predicted with it, as `tailor export` does
     digits = space.with_classes(10)
     reference = space.smallest(R)
-    pred, plain, cal_archs, *_ = calibrate_both_ways(table, digits, reference)
+    pred, plain, cal_archs, *_ = calibrate_both_ways(table, digits, reference, rounds=cal_rounds)
     ref_info = pred.reference_
     rng = np.random.default_rng(11)
     archs = subnets() + [space.sample(rng, R) for _ in range(5)]
@@ -180,6 +180,7 @@ def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int) -> No
 
     report["closed"] = {
         "protocol": "speed reference", "table": f"ofa-mbv3-w{WIDTH:g}-r{R} (this machine, {db})", "rounds": rounds,
+        "calibration_rounds": cal_rounds,
         "rows": rows, "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]), "reference": ref_info,
                                       "plain": {"a": float(plain.coef_[0]), "b": float(plain.coef_[1])}},
         "slowdown_range": [float(now.min() / ref_info["ms"]), float(now.max() / ref_info["ms"])],
@@ -222,7 +223,7 @@ def write(report: dict[str, Any]) -> None:
         n = len(c["rows"])
         lines += ["## Measured vs predicted (exported ONNX on the CPU)", "",
                   "The product's path: `tailor predictor calibrate --classes 10` (the exported models' digits "
-                  "head) on this machine's table (8 subnets, each in "
+                  f"head) on this machine's table (8 subnets, {c.get('calibration_rounds', 1)} round(s), each in "
                   f"alternation with the smallest subnet, the speed reference: {ref['ms']:.3f} ms over the "
                   f"calibration, spread {100 * ref['spread']:.0f} %): {cal['a']:.3f} × sum {cal['b']:+.3f} ms. Then "
                   f"`tailor export --device cpu` with that predictor for {n} subnets: each exported file measured "
@@ -253,6 +254,8 @@ def main() -> None:
     ap.add_argument("--supernet", type=Path, default=None, help="trained ofa-mbv3 width-1.2 digits supernet")
     ap.add_argument("--db", default="sqlite:///tailor.db")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cal-rounds", type=int, default=3, help="calibration rounds (`tailor predictor calibrate "
+                    "--rounds`)")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, "
@@ -268,7 +271,7 @@ def main() -> None:
         bench_simplify(report, args.rounds)
         write(report)
     if "closed" in sections:
-        bench_closed(report, ckpt, args.db, args.rounds)
+        bench_closed(report, ckpt, args.db, args.rounds, args.cal_rounds)
         write(report)
 
 

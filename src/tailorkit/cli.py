@@ -813,9 +813,8 @@ def predictor_calibrate(
     n: Annotated[int, typer.Option("--n", help="Whole models to measure (smallest, largest, and spread "
                                                "between); 0 with --stored fits on stored ones only.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    rounds: Annotated[int | None, typer.Option(min=1, help="Measure every model this many times, round-robin, "
-                                                           "and keep each one's median (robust to slow episodes) "
-                                                           "[1 with a reference, else 3].")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Measure every model this many times, round-robin, and keep "
+                                                     "each one's median (robust to slow episodes).")] = 3,
     stored: Annotated[bool, typer.Option(help="Also fit on the whole models measured on this device before "
                                               "(`tailor export --refit`).")] = False,
     reference: Annotated[bool, typer.Option(
@@ -865,7 +864,6 @@ def predictor_calibrate(
             err.print("note: stored whole models were measured without a speed reference, so this calibration "
                       "keeps none (as with --no-reference)", highlight=False)
         reference = False
-    rounds = rounds or (1 if reference else 3)
     archs = calibration_archs(space_obj, pred, n, seed) if n else []
     settings = config.settings(device if device in config.devices else None)
     ref_arch = space_obj.smallest(min(covered)) if reference else None
