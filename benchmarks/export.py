@@ -182,6 +182,7 @@ def bench_closed(report: dict[str, Any], ckpt: Path, db: str, rounds: int, cal_r
         "protocol": "speed reference", "table": f"ofa-mbv3-w{WIDTH:g}-r{R} (this machine, {db})", "rounds": rounds,
         "calibration_rounds": cal_rounds,
         "rows": rows, "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]), "reference": ref_info,
+                                      "size_scale": pred.size_scale_,
                                       "plain": {"a": float(plain.coef_[0]), "b": float(plain.coef_[1])}},
         "slowdown_range": [float(now.min() / ref_info["ms"]), float(now.max() / ref_info["ms"])],
         "round_spread_own_pct": spread(own_ms), "round_spread_at_calibration_pct": spread(at_cal),
@@ -225,7 +226,10 @@ def write(report: dict[str, Any]) -> None:
                   "The product's path: `tailor predictor calibrate --classes 10` (the exported models' digits "
                   f"head) on this machine's table (8 subnets, {c.get('calibration_rounds', 1)} round(s), each in "
                   f"alternation with the smallest subnet, the speed reference: {ref['ms']:.3f} ms over the "
-                  f"calibration, spread {100 * ref['spread']:.0f} %): {cal['a']:.3f} × sum {cal['b']:+.3f} ms. Then "
+                  f"calibration, spread {100 * ref['spread']:.0f} %): {cal['a']:.3f} × sum {cal['b']:+.3f} ms"
+                  + (", the entries of each output size scaled first ("
+                     + ", ".join(f"{g} ×{m:.3f}" for g, m in sorted(cal["size_scale"].items()) if abs(m - 1) > 5e-4)
+                     + ")" if cal.get("size_scale") else "") + ". Then "
                   f"`tailor export --device cpu` with that predictor for {n} subnets: each exported file measured "
                   "in alternation with the reference and read at the calibration's speed; "
                   f"{c['rounds']} round-robin rounds (round 1 is the manifest's), median. The reference ran "

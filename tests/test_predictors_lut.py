@@ -43,6 +43,38 @@ def test_correction_fits_a_systematic_gap() -> None:
     np.testing.assert_allclose(predictor.predict_archs(space, array), measured, rtol=1e-6)
 
 
+def test_size_groups_follow_a_gap_that_depends_on_feature_map_size(tmp_path: Path) -> None:
+    """Whole models whose ops cost more inside the network the larger their feature maps: one line cannot follow
+    that, the size multipliers can (fitted on 12 models, judged on 40 others)."""
+    from tailorkit.predictors.lut import size_group
+
+    space = OFAMobileNetV3Space(width=1.0)
+    table = _table(space, 160)
+    rng = np.random.default_rng(3)
+    archs = space.to_array([space.sample(rng, resolution=160) for _ in range(52)])
+    gap = {"80x80": 1.35, "40x40": 1.2, "20x20": 1.1}  # the rest: 1.0
+    probe = LutSumPredictor(table)
+    per_op = probe.latency_ * np.array([gap.get(size_group(k), 1.0) for k in probe.keys_])
+    counts = space.op_counts(archs, probe.keys_)
+    measured = 1.05 * (counts @ per_op) + 0.2
+    errors = {}
+    for by_size in (True, False):
+        predictor = LutSumPredictor(table, by_size=by_size).fit(counts[:12], measured[:12])
+        errors[by_size] = np.abs(predictor.predict_archs(space, archs[12:]) / measured[12:] - 1)
+        np.testing.assert_allclose(predictor.predict(counts[12:]), predictor.predict_archs(space, archs[12:]))
+    assert errors[True].max() < 0.01 < errors[False].max() and errors[True].mean() < errors[False].mean() / 3
+    fitted = LutSumPredictor(table).fit(counts[:12], measured[:12])
+    # ordered as the gap (80×80 holds only the first block, which every subnet has: no multiplier to learn)
+    assert fitted.size_scale_["40x40"] > fitted.size_scale_["20x20"] > fitted.size_scale_["10x10"]
+    assert fitted.table_[probe.keys_[0]] == pytest.approx(probe.latency_[0] * fitted.scale_for(probe.keys_[:1])[0])
+    loaded = load_predictor(fitted.save(tmp_path / "s.tlp"))
+    assert loaded.size_scale_ == fitted.size_scale_
+    np.testing.assert_allclose(loaded.predict_archs(space, archs), fitted.predict_archs(space, archs))
+    # three models pin no size groups: the plain line
+    few = LutSumPredictor(table).fit(counts[:3], measured[:3])
+    assert few.size_scale_ == {} and size_group("Logits-input:1x1x1280-output:10") == "other"
+
+
 def test_missing_op_names_the_op() -> None:
     space = OFAMobileNetV3Space(width=1.0)
     table = _table(space, 128)

@@ -825,11 +825,14 @@ def predictor_calibrate(
         "--classes", min=1, help="Classifier of the measured models: calibrate with the head the predictions are "
                                  "for (10 for the digits supernets' subnets; the table must hold it) [the space's: "
                                  "1000].")] = None,
+    by_size: Annotated[bool, typer.Option(
+        "--by-size/--single-line", help="Also fit a multiplier per output size of the ops (ridge-shrunk to the "
+                                        "line; from 4 models on), or only the line.")] = True,
     db: DbOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """Measure N whole subnets end to end on the device and fit the table's linear correction a * sum + b (the
-    gap between op sums and real runs: fusion, layout changes, caches)."""
+    gap between op sums and real runs: fusion, layout changes, caches), with a multiplier per output size."""
     from tailorkit.predictors import load_predictor
     from tailorkit.predictors.lut import (
         LutSumPredictor,
@@ -845,6 +848,7 @@ def predictor_calibrate(
     pred = load_predictor(predictor, space=space)
     if not isinstance(pred, LutSumPredictor):
         raise ConfigError(f"{str(predictor)!r} is a {pred.kind} predictor; calibration is for lookup tables")
+    pred.by_size = by_size
     if pred.device is not None and pred.device != device:
         raise ConfigError(f"{str(predictor)!r} holds latencies of device {pred.device!r}, not {device!r}")
     space_obj = with_classes(_space(space, width), classes)
@@ -894,7 +898,8 @@ def predictor_calibrate(
                                                  rounds=rounds)
     if known:
         out.print(f"{len(known)} whole model(s) from the store, {len(archs)} measured now", highlight=False)
-    corrected = pred.coef_[0] * sums + pred.coef_[1]
+    fitted = archs if ref_arch is not None else archs + stored_archs
+    corrected = pred.predict(space_obj.op_counts(space_obj.to_array(fitted), pred.keys_))
     table = Table("table sum (ms)", "measured (ms)", "corrected (ms)", "error raw", "error corrected")
     for s_, m_, c_ in zip(sums, measured, corrected, strict=True):
         table.add_row(f"{s_:.3f}", f"{m_:.3f}", f"{c_:.3f}", f"{100 * (s_ - m_) / m_:+.1f} %",
@@ -906,7 +911,10 @@ def predictor_calibrate(
                   f"spread {100 * ref['spread']:.0f} %); the measured column is each model's ratio to it × "
                   f"{ref['ms']:.4g} ms", highlight=False)
     pred.save(output)
-    out.print(f"correction {pred.coef_[0]:.4f} * sum {pred.coef_[1]:+.4f} ms; saved to {output}")
+    sizes = ", ".join(f"{g} ×{m:.3f}" for g, m in sorted(pred.size_scale_.items()) if abs(m - 1) > 5e-4)
+    out.print(f"correction {pred.coef_[0]:.4f} * sum {pred.coef_[1]:+.4f} ms"
+              + (f", the entries of each output size scaled first ({sizes})" if sizes else "")
+              + f"; saved to {output}", highlight=False)
 
 
 def _print_speed_reference(measured: Mapping[str, Any]) -> None:

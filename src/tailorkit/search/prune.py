@@ -197,8 +197,8 @@ def predictor_latency(space: PruningSpace, predictor: Any, *, what: str) -> Bloc
             raise PredictorError(f"{what} has no latency for op {missing[0].key!r} ({len(missing)} of the "
                                  f"pruning's {len(ops)} ops are missing): measure them with `tailor prune "
                                  "--device NAME`, or use a kernel-level predictor")
-        filled = dict(zip((op.key for op in missing), kernel.predict_ops(missing).tolist(), strict=True)) \
-            if missing else {}
+        filled = dict(zip((op.key for op in missing), (kernel.predict_ops(missing) * predictor.scale_for(
+            [op.key for op in missing])).tolist(), strict=True)) if missing else {}
         return np.array([table.get(op.key, filled.get(op.key, np.nan)) for op in ops])
 
     return BlockLatency(space, op_ms, description=f"{what} (lookup table)", scale=scale, offset=offset,
