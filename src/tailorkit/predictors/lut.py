@@ -3,11 +3,11 @@
 The op sum misses what the runtime does across op boundaries (fusion, layout changes, cache effects): nn-Meter's
 fusion rules exist for that gap. Here a linear correction ``a · Σ + b``, fitted robustly (Theil–Sen) on a few
 measured whole models, absorbs its systematic part. With ``by_size`` (the default) the ops are also grouped by
-the spatial size of their output (an OFA stage), and each group's entries get their own small multiplier,
+the spatial size of their output (an OFA stage), and each group's entries get their own multiplier,
 ridge-shrunk towards the common line: how much more an op costs inside a network than alone depends on how
-large its feature maps are (cache), which one line cannot follow. On this CPU, fitted on 8 paired-measured
+large its feature maps are (cache), which one line cannot follow. On a 2-core CPU, fitted on 8 paired-measured
 w1.2 subnets, that took the held-out mean |error| from 2.2 % to 1.6 % and from 1.6 % to 0.95 % on two
-independent sets of 40 and 30 subnets (from 1.6 % to 0.95 % and 2.0 % to 1.3 % with 16).
+independent sets of 40 and 30 subnets (fitted on 16: 2.0 → 1.3 % and 1.5 → 0.8 %).
 
 An op the table lacks is an error naming it, unless the predictor was built with ``interpolate=True``: then a
 :class:`~tailorkit.predictors.kernel.KernelPredictor` fitted on the table's own entries fills the gaps (and only
