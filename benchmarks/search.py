@@ -319,7 +319,8 @@ def bench_closed(report: dict[str, Any], db: str, rounds: int, ckpt: Path | None
     report["closed"] = {
         "protocol": "speed reference", "table": "ofa-mbv3-w1.2-r160 (this machine, tailor.db)", "rounds": rounds,
         "runs": rows,
-        "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]), "table_sums_ms": sums.tolist(),
+        "calibration": {"a": float(pred.coef_[0]), "b": float(pred.coef_[1]), "size_scale": pred.size_scale_,
+                        "table_sums_ms": sums.tolist(),
                         "measured_at_reference_speed_ms": cal_measured.tolist(), "reference": ref_info,
                         "plain": {"a": float(plain.coef_[0]), "b": float(plain.coef_[1]),
                                   "measured_ms": cal_plain.tolist()}},
@@ -373,7 +374,11 @@ def write(report: dict[str, Any]) -> None:
                   "The product's path: `tailor predictor calibrate` measured 8 subnets, each in alternation with "
                   f"the speed reference (the smallest subnet, {ref['ms']:.3f} ms over the calibration, spread "
                   f"{100 * ref['spread']:.0f} %) and fitted {cal['a']:.3f} × sum {cal['b']:+.3f} ms on ratio × "
-                  f"{ref['ms']:.3f} ms. Ten cap searches (5 000 evaluations, digits accuracy predictor) then each "
+                  f"{ref['ms']:.3f} ms"
+                  + (" (the entries of each output size scaled first: " + ", ".join(
+                      f"{g} ×{m:.3f}" for g, m in sorted(cal["size_scale"].items()) if abs(m - 1) > 5e-4) + ")"
+                     if cal.get("size_scale") else "")
+                  + ". Ten cap searches (5 000 evaluations, digits accuracy predictor) then each "
                   "winner measured as `tailor search --device cpu` does: in alternation with the reference, "
                   f"{c['rounds']} round-robin rounds, median. The reference ran {c['slowdown_during_winners']:.2f}× "
                   f"its calibration time while the winners were measured (range {c['slowdown_range'][0]:.2f}–"
