@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _shared import write_results
 
 from tailorkit.search.supernet import SupernetConfig, evaluate_arch, load_digits_splits, load_supernet, train_supernet
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(space: str, warmup: int | None, epochs: int, paths: int, seed: int) -> dict[str, Any]:
@@ -86,11 +83,7 @@ def main() -> None:
         for warmup in (None, 0):
             logging.info("%s, warm-up %s", space, "default" if warmup is None else warmup)
             r["runs"].append(run(space, warmup, args.epochs, args.paths, args.seed))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "spos.json").write_text(json.dumps(r, indent=1))
-    text = markdown(r)
-    (RESULTS / "spos.md").write_text(text)
-    print(text)
+    write_results("spos", r, markdown(r))
 
 
 if __name__ == "__main__":
