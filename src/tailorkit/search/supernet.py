@@ -171,21 +171,20 @@ def phase_smallest(phase: str, r: int) -> OFAArch:
 def training_paths(net: Supernet, config: SupernetConfig, phase: str, gen: torch.Generator) -> list[Any]:
     """The subnets one step trains. OFA: the largest (at a sampled resolution) and ``subnets_per_step - 1``
     samples of the phase — with ``sandwich``, and samples at all, also the phase's smallest (at the lowest
-    resolution). SPOS: ``subnets_per_step`` paths drawn uniformly (its defining choice)."""
+    resolution). SPOS: ``subnets_per_step`` paths drawn uniformly (its defining choice), during the warm-up with
+    the k7 unit in every block."""
     if isinstance(net, SPOSSupernet):
         space = net.space
         n = space.n_blocks
-        if phase == "warmup":  # the widest unit everywhere, its widths and bit widths sampled as usual
-            return [SPOSArch(space.largest().blocks,
-                             tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
-                             tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())
-                             if space.bits else ())
-                    for _ in range(config.subnets_per_step)]
-        return [SPOSArch(tuple(torch.randint(len(SPOS_BLOCKS), (n,), generator=gen).tolist()),
-                         tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
-                         tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())
-                         if space.bits else ())
-                for _ in range(config.subnets_per_step)]
+
+        def path() -> SPOSArch:  # the warm-up keeps the k7 unit everywhere; widths and bits are drawn as usual
+            units = space.largest().blocks if phase == "warmup" else \
+                tuple(torch.randint(len(SPOS_BLOCKS), (n,), generator=gen).tolist())
+            return SPOSArch(units, tuple(torch.randint(len(SPOS_SCALES), (n,), generator=gen).tolist()),
+                            tuple(space.bits[i] for i in torch.randint(len(space.bits), (n,), generator=gen).tolist())
+                            if space.bits else ())
+
+        return [path() for _ in range(config.subnets_per_step)]
     largest = OFAArch(ks=(7,) * N_BLOCKS, e=(6,) * N_BLOCKS, d=(4,) * 5, r=sample_arch(phase, gen).r)
     samples = [sample_arch(phase, gen) for _ in range(config.subnets_per_step - 1)]
     return [largest] + ([phase_smallest(phase, min(RESOLUTIONS))] if config.sandwich and samples else []) + samples
