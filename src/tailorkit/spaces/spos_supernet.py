@@ -124,10 +124,10 @@ class SPOSSupernet(nn.Module):
                     continue
                 assert isinstance(dst, ShuffleBlock)
                 if src.proj is not None and dst.proj is not None:
-                    _copy_centred(dst.proj, src.proj)
+                    _copy_cropped(dst.proj, src.proj, centre=True)
                 src_pairs, dst_pairs = _conv_bn_pairs(src.main), _conv_bn_pairs(dst.main)
                 if len(dst_pairs) == len(src_pairs):
-                    _copy_centred(dst.main, src.main)
+                    _copy_cropped(dst.main, src.main, centre=True)
                     continue
                 _inherit_xception(dst_pairs, src_pairs)
 
@@ -141,7 +141,7 @@ class SPOSSupernet(nn.Module):
             target.load_state_dict(source.state_dict())
         self.set_arch(arch)
         for target, slot in zip(modules[1:-3], self.slots, strict=True):
-            _copy_prefix(target, slot.units[slot.unit])
+            _copy_cropped(target, slot.units[slot.unit])
         return net.eval()
 
 
@@ -158,9 +158,9 @@ def _inherit_xception(dst: list[tuple[nn.Conv2d, nn.BatchNorm2d]], src: list[tup
         bn.reset_parameters()
         if i in (1, 2, 5):
             template, template_bn = {1: (pw1, pw1_bn), 2: (dw, dw_bn), 5: (pw2, pw2_bn)}[i]
-            _copy_centred(conv, template)
+            _copy_cropped(conv, template, centre=True)
             if i != 2:
-                _copy_centred(bn, template_bn)
+                _copy_cropped(bn, template_bn)
             continue
         conv.weight.zero_()  # identities: the depthwise centre tap, the square 1×1's diagonal
         centre = conv.kernel_size[0] // 2
@@ -180,26 +180,14 @@ def _conv_bn_pairs(branch: nn.Sequential) -> list[tuple[nn.Conv2d, nn.BatchNorm2
     return [(m, mods[i + 1]) for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]  # type: ignore[misc]
 
 
-def _copy_centred(target: nn.Module, source: nn.Module) -> None:
-    """Copy every same-named parameter and buffer of ``source`` into ``target``; where only the kernel's
-    spatial size differs, take the centre of the larger kernel."""
+def _copy_cropped(target: nn.Module, source: nn.Module, *, centre: bool = False) -> None:
+    """Copy every parameter and buffer of ``source`` into the same-named one of ``target``, cropped to its
+    shape: the leading slice of each dimension (a narrower module of the same layout), or with ``centre`` the
+    centre of a larger kernel's two spatial dimensions (a smaller kernel)."""
     src = dict(source.state_dict())
     for name, tensor in target.state_dict().items():
         value = src[name]
-        if value.shape != tensor.shape:
-            k, big = tensor.shape[-1], value.shape[-1]
-            o = (big - k) // 2
-            value = value[..., o:o + k, o:o + k]
-        tensor.copy_(value)
-
-
-def _copy_prefix(target: nn.Module, source: nn.Module) -> None:
-    """Copy every parameter and buffer of ``source`` into the same-named one of ``target``, taking the leading
-    slice of each dimension (the target is the narrower module of the same layout)."""
-    src = dict(source.state_dict())
-    for name, tensor in target.state_dict().items():
-        value = src[name]
-        if value.dim() == 0:
-            tensor.copy_(value)
-        else:
-            tensor.copy_(value[tuple(slice(0, d) for d in tensor.shape)])
+        spatial = value.dim() - 2 if centre and value.dim() == 4 else value.dim()
+        starts = [(big - d) // 2 if i >= spatial else 0
+                  for i, (big, d) in enumerate(zip(value.shape, tensor.shape, strict=True))]
+        tensor.copy_(value[tuple(slice(a, a + d) for a, d in zip(starts, tensor.shape, strict=True))])
