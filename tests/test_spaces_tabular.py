@@ -13,7 +13,7 @@ from tailorkit.core import ConfigError
 from tailorkit.spaces import FBNetArch, FBNetSpace, HATArch, HATSpace, NB201Arch, NB201Space, spaces
 from tailorkit.spaces import hat as hat_mod
 from tailorkit.spaces.fbnet import BLOCKS, N_LAYERS
-from tailorkit.spaces.nb201 import N_EDGES, OPS
+from tailorkit.spaces.nb201 import N_EDGES, OPS, live_op_counts
 
 from .conftest import SHARED, needs_shared
 
@@ -122,6 +122,27 @@ def test_nb201_sample_is_uniform_and_reproducible() -> None:
     rng = np.random.default_rng(0)
     counts = space.encode_batch([space.sample(rng) for _ in range(2000)]).reshape(-1, 6, 5).sum(axis=0)
     assert counts.min() > 300 and counts.max() < 500  # 400 expected per (edge, op)
+
+
+def test_nb201_live_op_counts_drop_edges_whose_result_never_reaches_the_output() -> None:
+    space = NB201Space()
+    archs = [
+        # node 1 feeds only `none` edges: its input conv is dead, node 2's inputs are none anyway
+        "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+        # node 2 is used only through node 3's `none` edge: both of its inputs are dead, and so is node 1's
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|",
+        # node 2 reaches the output, and through 2←1 so does node 1: every edge is live
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+    ]
+    live = live_op_counts(space.encode_batch([NB201Arch.from_str(a) for a in archs]))
+    np.testing.assert_array_equal(live, [[2, 1, 0, 0, 0], [2, 1, 0, 0, 0], [1, 1, 1, 2, 1]])
+    # live counts never exceed the plain ones, and equal them when no node is dead
+    rng = np.random.default_rng(0)
+    X = space.encode_batch([space.sample(rng) for _ in range(500)])
+    counts, live = X.reshape(len(X), N_EDGES, len(OPS)).sum(axis=1), live_op_counts(X)
+    assert (live <= counts).all() and 0 < (live == counts).all(axis=1).mean() < 1
+    with pytest.raises(ConfigError, match="length 30"):
+        live_op_counts(np.zeros((2, 29)))
 
 
 def test_encode_batch_of_nothing() -> None:
