@@ -87,7 +87,7 @@ class LutSumPredictor(Predictor):
     def predict(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
         X = self._check_X(X)
-        return self.coef_[0] * (X @ (self.latency_ * self.scale_for(self.keys_))) + self.coef_[1]
+        return self.coef_[0] * (X @ self._scaled_latency) + self.coef_[1]
 
     def predict_archs(self, space: Any, array: np.ndarray) -> np.ndarray:
         """Latency of a batch of archs in ``space``'s array form (e.g. OFA's k/e/d/r rows)."""
@@ -128,6 +128,11 @@ class LutSumPredictor(Predictor):
         if cached is None:
             cached = self._lookup_cache = self.table_
         return cached
+
+    @property
+    def _scaled_latency(self) -> np.ndarray:
+        """``latency_`` times the size multipliers, in ``keys_`` order (the cached lookup's values)."""
+        return np.fromiter(self._lookup.values(), dtype=np.float64, count=len(self.keys_))
 
     def _fitted_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
         scalars: dict[str, Any] = {} if self.reference_ is None else {"reference": self.reference_}
