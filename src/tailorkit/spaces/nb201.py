@@ -90,11 +90,11 @@ def live_op_counts(X: np.ndarray) -> np.ndarray:
         raise ConfigError(f"live op counts need NAS-Bench-201 one-hot encodings of length {N_EDGES * len(OPS)}, "
                           f"got shape {X.shape}")
     ops = X.reshape(len(X), N_EDGES, len(OPS)).argmax(axis=2)
-    used = {3: np.ones(len(X), dtype=bool)}
-    for node in (2, 1):  # the output node's inputs first: whether node 1 is used depends on node 2
+    used = {3: np.ones(len(X), dtype=bool)}  # node 3 is the cell's output
+    for node in (2, 1):  # whether node 1 is used depends on node 2
         used[node] = np.zeros(len(X), dtype=bool)
         for edge, (to_node, from_node) in enumerate(EDGES):
             if from_node == node:
-                used[node] |= (ops[:, edge] != 0) & used[to_node]
+                used[node] |= (ops[:, edge] != _OP_INDEX["none"]) & used[to_node]
     live = np.stack([used[to_node] for to_node, _ in EDGES], axis=1)
     return np.stack([((ops == op) & live).sum(axis=1) for op in range(len(OPS))], axis=1).astype(np.float64)
