@@ -333,11 +333,16 @@ def test_a_kernel_level_predictor_prices_every_pruned_width() -> None:
 
 
 def test_cli_prune_then_export(supernet: Path, tmp_path: Path) -> None:
-    predictor = LutSumPredictor(_macs_table(PRUNING)).save(tmp_path / "lut.tlp")
+    # priced with the 10-class head the pruned network ships with: a table with only ImageNet's is refused
+    imagenet_only = LutSumPredictor(_macs_table(PRUNING)).save(tmp_path / "imagenet.tlp")
+    args = ["--supernet", str(supernet), "--arch", json.dumps(OFA.arch_to_dict(ARCH)), "--latency-ratio", "0.7",
+            "--episodes", "8", "--finetune-epochs", "0"]
     out = tmp_path / "r" / "pruned.json"
-    res = run_cli("prune", "--supernet", str(supernet), "--arch", json.dumps(OFA.arch_to_dict(ARCH)),
-                  "--predictor", str(predictor), "--latency-ratio", "0.7", "--episodes", "8",
-                  "--finetune-epochs", "0", "-o", str(out))
+    refused = run_cli("prune", *args, "--predictor", str(imagenet_only), "-o", str(out))
+    assert refused.returncode == 1 and "lacks the 10-class classifier" in refused.stderr
+    assert "tailor table build --classes 10" in refused.stderr and not out.exists()
+    predictor = LutSumPredictor(_macs_table(PruningSpace(OFA.with_classes(10), ARCH))).save(tmp_path / "lut.tlp")
+    res = run_cli("prune", *args, "--predictor", str(predictor), "-o", str(out))
     assert res.returncode == 0, res.stderr
     assert "uniform pruning at the same budget" in res.stdout and out.with_suffix(".npz").is_file()
     saved = json.loads(out.read_text())

@@ -194,6 +194,11 @@ def predictor_latency(space: PruningSpace, predictor: Any, *, what: str) -> Bloc
     def op_ms(ops: list[OpSpec]) -> np.ndarray:
         missing = [op for op in ops if op.key not in table]
         if missing and kernel is None:
+            if all(op.op_type == "Logits" for op in missing):
+                classes = space.base_space.num_classes
+                raise PredictorError(f"{what} lacks the {classes}-class classifier the pruned network is deployed "
+                                     f"with ({missing[0].key!r}): `tailor table build --classes {classes}` measures "
+                                     "it, or measure the pruning's ops with `tailor prune --device NAME`")
             raise PredictorError(f"{what} has no latency for op {missing[0].key!r} ({len(missing)} of the "
                                  f"pruning's {len(ops)} ops are missing): measure them with `tailor prune "
                                  "--device NAME`, or use a kernel-level predictor")
