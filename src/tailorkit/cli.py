@@ -1159,8 +1159,8 @@ def prune_cmd(
         raise ConfigError(f"output {str(output)!r} must be a .json file (the weights go beside it as .npz)")
     from tailorkit.search.api import build_best, load_search_result
     from tailorkit.search.prune import PruningSpace, measured_latency, predictor_latency, prune, write_result
-    from tailorkit.search.specialize import digits_space
     from tailorkit.search.supernet import read_config
+    from tailorkit.spaces.base import DIGITS_CLASSES
 
     sn = read_config(supernet)  # a missing checkpoint fails now, not after measuring
     if result is not None:
@@ -1170,7 +1170,7 @@ def prune_cmd(
         arch_obj = _read_arch(space_obj, arch or "")
     # the pruned network ships with the supernet's digits classifier, so its latency is priced with that head
     # (ImageNet's 1000-class one costs ~4 % of the unpruned subnet on our CPU, 8 % of a half-latency pruning)
-    pruning = PruningSpace(digits_space(space_obj), arch_obj)
+    pruning = PruningSpace(space_obj, arch_obj, num_classes=DIGITS_CLASSES)
     if sn.space != space_obj.name or float(sn.width) != float(space_obj.width):
         raise ConfigError(f"supernet {str(supernet)!r} is {sn.space} width {sn.width}; the subnet is "
                           f"{space_obj.name} width {space_obj.width}")

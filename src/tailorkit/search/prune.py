@@ -75,10 +75,14 @@ class PruningSpace:
 
     buildable = False
 
-    def __init__(self, base_space: Any, arch: Any) -> None:
+    def __init__(self, base_space: Any, arch: Any, *, num_classes: int | None = None) -> None:
+        """``num_classes``: price the network with that classifier instead of the space's own (the head the
+        pruned network ships with)."""
         if base_space.name != "ofa-mbv3":
             raise ConfigError(f"pruning works on ofa-mbv3 subnets (inverted bottlenecks with a middle width), not "
                               f"{base_space.name!r}")
+        if num_classes is not None:
+            base_space = base_space.with_classes(num_classes)
         self.base_space, self.arch = base_space, arch
         self.name = "ofa-mbv3-pruning"
         self.base_ops = list(base_space.ops(arch))
