@@ -68,15 +68,16 @@ def main() -> None:
     from tailorkit.profiler.api import open_device
     from tailorkit.profiler.store import TableStore
     from tailorkit.search.prune import PruningSpace, measured_latency, prune, write_result
-    from tailorkit.search.specialize import ExportOptions, digits_space, export_prune_result
+    from tailorkit.search.specialize import ExportOptions, export_prune_result
     from tailorkit.search.supernet import load_digits_splits
     from tailorkit.spaces import OFAMobileNetV3Space
+    from tailorkit.spaces.base import DIGITS_CLASSES
 
     ckpt = supernet_checkpoint(args.supernet)
-    # priced and measured with the digits head the pruned networks ship with, as `tailor prune` does
-    space = digits_space(OFAMobileNetV3Space(width=1.0))
+    space = OFAMobileNetV3Space(width=1.0)
     arch = space.largest(160)
-    pruning = PruningSpace(space, arch)
+    # priced and measured with the digits head the pruned networks ship with, as `tailor prune` does
+    pruning = PruningSpace(space, arch, num_classes=DIGITS_CLASSES)
     config = load_config()
     t = time.perf_counter()
     with TableStore(args.db) as store, open_device("cpu", config) as dev:
@@ -120,7 +121,8 @@ def main() -> None:
                         write_result(res, path, net)
                         m = export_prune_result(path, Path(tmp) / f"onnx{ratio}", ExportOptions(device="cpu"))
                         measured = m.measured or {}
-                        base_ms, pruned_ms = interleaved(space.build(arch), net, space.input_shape(arch))
+                        base_ms, pruned_ms = interleaved(pruning.base_space.build(arch), net,
+                                                       space.input_shape(arch))
                         closed.append({"ratio": ratio, "predicted_ms": res.predicted["latency_ms"],
                                        "measured_ms": measured["latency_ms"]["mean"],
                                        "error_pct": measured.get("error_pct"),
@@ -136,7 +138,7 @@ def main() -> None:
                               f"{closed[-1]['predicted_speedup']:.2f}x", flush=True)
     report = {"machine": f"{platform.machine()}, Python {platform.python_version()}", "supernet": str(ckpt),
               "arch": space.arch_to_dict(arch), "blocks": pruning.n_blocks, "episodes": args.episodes,
-              "num_classes": int(space.num_classes), "unpruned_ms": full, "smallest_ms": smallest,
+              "num_classes": int(pruning.base_space.num_classes), "unpruned_ms": full, "smallest_ms": smallest,
               "measure_s": measure_s, "calibration": latency.calibration, "runs": runs, "closed": closed}
     write_results("prune", report, markdown(report))
 
