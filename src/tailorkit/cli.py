@@ -733,7 +733,11 @@ def predictor_train(
         predictor.fit(data.X[train], y[train])
     predictor.save(output)
     fit = evaluate(y[train], predictor.predict(data.X[train]))
-    out.print(f"saved {kind} predictor for {target} ({encoding}) to {output}; on its training rows: "
+    chosen = ""
+    if kind == "auto":  # which candidate won: on NB201, the live-edge features mean the device drops dead edges
+        extra = getattr(predictor, "extra", None)
+        chosen = f" (chose {predictor.kind}{f' + {extra} features' if extra else ''})"
+    out.print(f"saved {kind} predictor{chosen} for {target} ({encoding}) to {output}; on its training rows: "
               f"±10 % {fit['acc10']:.1f} %, Spearman {fit['spearman']:.3f}")
 
 
