@@ -132,6 +132,7 @@ def bench_tabular(data: LatencyDataset, seeds: list[int], quick: bool) -> dict[s
     """Per device and seed: a random 900 archs train, all others test (the same split for every method). Ours is
     also fitted on the first 900 table rows, the order the devices were measured in, to show what drift does."""
     counts = op_counts(data)
+    live = live_op_counts(data.X) if data.space == "nb201" else None  # the same for every device
     design = np.c_[np.ones(len(counts)), counts]
     splits = [np.random.default_rng(seed).permutation(len(data)) for seed in seeds]
     rows = {}
@@ -151,13 +152,13 @@ def bench_tabular(data: LatencyDataset, seeds: list[int], quick: bool) -> dict[s
         rows[device]["ours-first-900"] = _acc(y[rest], fit_ours(data.space, data.X[first], y[first]).predict(
             data.X[rest]))
         if data.space == "nb201":
-            rows[device]["noise"] = nb201_noise(data.X, y)
+            rows[device]["noise"] = nb201_noise(counts, live, y)
         log.info("%s %s: hgb %.1f %%, ours %.1f %%", data.space, device, rows[device]["hist-gbm"]["acc10"][0],
                  rows[device]["ours"]["acc10"][0])
     return rows
 
 
-def nb201_noise(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def nb201_noise(counts: np.ndarray, live: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """How far the device's own measurements let a predictor go. Archs with the same op counts run the same
     kernels on the same shapes (every NB201 edge maps a cell's shape to itself), so they differ only by
     measurement noise, unless the runtime drops dead edges (``live_op_counts``), where archs with the same op
@@ -167,9 +168,8 @@ def nb201_noise(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     within ±10 % of the most of them — under the better of the two groupings (``reference_grouping``).
     ``drift_pct``: spread of the median ratio to the op-count group medians across the ten consecutive tenths of
     the table (the order the archs were measured in): how far the device's speed moved during the campaign."""
-    counts = X.reshape(len(X), -1, 5).sum(axis=1)
     by_grouping = {"op counts": _group_reference(counts, y),
-                   "op counts + live op counts": _group_reference(np.c_[counts, live_op_counts(X)], y)}
+                   "op counts + live op counts": _group_reference(np.c_[counts, live], y)}
     grouping = max(by_grouping, key=lambda g: max(by_grouping[g][0].values()))
     hits, ratio = by_grouping[grouping][0], by_grouping["op counts"][1]
     tenths = [np.nanmedian(part) for part in np.array_split(ratio, 10)]
